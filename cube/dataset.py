@@ -6,13 +6,16 @@ and the ensemble weights are fit on the training split only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
-from cube import ensemble, metrics
+from cube import atomic, ensemble, metrics
 from cube.config import Params
 from cube.data import Pair, Splits, load_pairs, normalise_question, split_by_question, unique_sentences
 from cube.device import choose_device
@@ -169,3 +172,40 @@ def build_embedded_data(params: Params, splits: Splits | None = None, progress: 
         train=embedded["train"], val=embedded["val"], test=embedded["test"],
         sentences=combined[train_rows], dim=dim, teachers=infos, card=card,
     )
+
+
+# ---------------------------------------------------------------- on disk
+
+SPLIT_TENSORS = ("questions", "answers", "candidates", "answer_index", "group")
+
+
+def save_embedded(data: EmbeddedData, directory: str | Path) -> None:
+    """Write embedded splits as ``embeddings.safetensors`` + ``pairs.json`` + ``card.json`` (atomically)."""
+    directory = Path(directory)
+    tensors = {"sentences": data.sentences.contiguous()}
+    texts: dict[str, list[list[str]]] = {}
+    for name in ("train", "val", "test"):
+        split = data.split(name)
+        tensors.update({f"{name}.{key}": getattr(split, key).contiguous() for key in SPLIT_TENSORS})
+        texts[name] = [[p.question, p.answer] for p in split.pairs]
+    atomic.write_with(directory / "embeddings.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    atomic.write_json(directory / "pairs.json", texts)
+    atomic.write_json(directory / "card.json", data.card)
+
+
+def load_embedded(directory: str | Path) -> EmbeddedData:
+    """Read what ``save_embedded`` wrote; a missing folder says which stage makes it."""
+    directory = Path(directory)
+    needed = [directory / name for name in ("embeddings.safetensors", "pairs.json", "card.json")]
+    missing = [p.name for p in needed if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{directory} lacks {', '.join(missing)}; run the datasets stage first (dvc repro datasets)")
+    tensors = load_file(needed[0])
+    texts = json.loads(needed[1].read_text(encoding="utf-8"))
+    card = json.loads(needed[2].read_text(encoding="utf-8"))
+    splits = {}
+    for name in ("train", "val", "test"):
+        pairs = [Pair(q, a) for q, a in texts[name]]
+        splits[name] = EmbeddedSplit(name, pairs, **{key: tensors[f"{name}.{key}"] for key in SPLIT_TENSORS})
+    teachers = [TeacherInfo(**t) for t in card["teachers"]]
+    return EmbeddedData(splits["train"], splits["val"], splits["test"], tensors["sentences"], card["dim"], teachers, card)

@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from cube import __version__
 from cube.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
-from cube.config import StageConfig, to_plain
+from cube.config import ConfigError, StageConfig, to_plain
 from cube.dataset import EmbeddedData
 from cube.losses import curriculum_subset, stage_loss
 from cube.processor import EmbeddingProcessor, Mode
@@ -143,7 +144,7 @@ class CubeTrainer:
         if threshold is not None:
             keep = (1.0 - difficulty) >= threshold
             if not keep.any():
-                raise ValueError(
+                raise ConfigError(
                     f"train.{self.stage}.semantic_similarity_threshold = {threshold} leaves no training pairs "
                     f"(highest teacher cos(q, a) is {float((1 - difficulty).max()):.3f}); lower it or set it to null"
                 )
@@ -263,8 +264,9 @@ class CubeTrainer:
             stopped_early = completed and last_epoch < self.config.epochs
             if completed:
                 first_epoch = self.config.epochs
-        epochs = range(first_epoch, self.config.epochs)
-        for epoch in epochs:
+        bar = tqdm(total=self.config.epochs, initial=first_epoch, desc=f"training {self.stage}", unit="epoch",
+                   disable=not self.progress)
+        for epoch in range(first_epoch, self.config.epochs):
             if stopped_early:
                 break
             tick = time.perf_counter()
@@ -289,8 +291,9 @@ class CubeTrainer:
             self._save(epoch + 1, history, best, done)
             if self.on_epoch:
                 self.on_epoch(record)
-            if self.progress:
-                log.info("%s epoch %d: loss %.4f val %s %.4f", self.stage, epoch + 1, loss, self.monitor, value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", **{self.monitor: f"{value:.4f}"})
+        bar.close()
         self.model.load_state_dict(best["state"])
         return TrainResult(
             stage=self.stage, history=history, best_epoch=best["epoch"], best_value=best["value"],

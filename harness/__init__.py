@@ -1,0 +1,1 @@
+"""The CLI and everything around measurement: stages, benchmark, report. Uses cube/, never the reverse."""

@@ -1,0 +1,124 @@
+"""``python -m harness <command>``: the pipeline's stages and tools.
+
+Every command first loads params.yaml strictly, so a misspelt key stops it before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cube.checkpoint import CheckpointError
+from cube.config import ConfigError, Params, load_params
+from cube.data import DataError
+from cube.device import DeviceError
+from cube.reshaper import LatticeSizeError
+from cube.teachers import TeacherError
+from cube.trainer import TrainingDiverged
+from harness import paths
+
+USER_ERRORS = (ConfigError, DataError, DeviceError, LatticeSizeError, TeacherError, CheckpointError, FileNotFoundError)
+
+
+def cmd_check(params: Params, args: argparse.Namespace) -> None:
+    """Validate params.yaml; the marker it writes changes only with the code version, not with params."""
+    from cube import __version__, atomic
+
+    atomic.write_text(paths.PARAMS_CHECK, f"params.yaml validated by cube {__version__}\n")
+    print(f"{args.params}: valid (params hash {params.params_hash()[:12]})")
+
+
+def cmd_datasets(params: Params, args: argparse.Namespace) -> None:
+    from cube import atomic
+    from cube.dataset import build_embedded_data, save_embedded
+
+    data = build_embedded_data(params, progress=True)
+    save_embedded(data, paths.EMBEDDED)
+    atomic.write_json(paths.DATA_CARD, {k: v for k, v in data.card.items() if k != "teachers"}
+                      | {"teachers": len(data.teachers)})
+    print(f"datasets: {data.card['pairs']} pairs, width {data.dim}, "
+          f"{sum(t.encoded for t in data.teachers)} sentences encoded, {sum(t.cache_hits for t in data.teachers)} cached")
+
+
+def cmd_train(params: Params, args: argparse.Namespace) -> None:
+    from harness.train import run_stage
+
+    summary = run_stage(params, args.stage)
+    print(f"{args.stage}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
+          f"val {summary['monitor']} {summary['best_value']:.4f}")
+
+
+def cmd_evaluate(params: Params, args: argparse.Namespace) -> None:
+    from harness.evaluate import evaluate_all
+
+    result = evaluate_all(params)
+    for group in ("stages", "baselines"):
+        for name, value in result[group].items():
+            test = value["test"]
+            print(f"{name:>22}: test cosine {test['cosine']:.4f}  R@1 {test['recall@1']:.4f}  MRR {test['mrr']:.4f}")
+
+
+def cmd_bench(params: Params, args: argparse.Namespace) -> None:
+    from harness.bench import run_bench
+
+    result = run_bench(params)
+    for row in result["rows"]:
+        print(f"{row['phase']:>8} batch {row['batch_size']:>5}: {row['samples_per_s']:>12,.0f} samples/s")
+
+
+def cmd_report(params: Params, args: argparse.Namespace) -> None:
+    from harness.report import build_report
+
+    print(f"report written: {build_report(params)}")
+
+
+def cmd_doctor(params: Params, args: argparse.Namespace) -> None:
+    import torch
+
+    from cube.device import choose_device
+
+    choice = choose_device(params.train.device)
+    print(f"torch {torch.__version__} (CUDA build {torch.version.cuda}), {torch.get_num_threads()} CPU threads")
+    print(f"device for training: {choice.device} ({choice.reason})")
+
+
+COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = {
+    "check": (cmd_check, "validate params.yaml"),
+    "datasets": (cmd_datasets, "corpus -> pairs -> split -> teacher embeddings (cached)"),
+    "train": (cmd_train, "train one stage from the previous stage's checkpoint"),
+    "evaluate": (cmd_evaluate, "every stage and baseline on the test split"),
+    "bench": (cmd_bench, "throughput, latency and memory of the cube"),
+    "report": (cmd_report, "write reports/report.md and its plots"),
+    "doctor": (cmd_doctor, "torch build, devices and the device choice"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: params.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        if name == "train":
+            sub.add_argument("stage", choices=paths.STAGES)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        params = load_params(args.params)
+        COMMANDS[args.command][0](params, args)
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Where the pipeline reads and writes, relative to the repository root (DVC runs stages there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+EMBEDDED = Path("data/embedded")
+METRICS = Path("metrics")
+DVCLIVE = Path("dvclive")
+REPORTS = Path("reports")
+
+STAGES = ("autoencoder", "dialogue", "optimized", "advanced")
+PREVIOUS_STAGE = {"autoencoder": None, "dialogue": "autoencoder", "optimized": "dialogue", "advanced": "optimized"}
+
+
+CHECKPOINTS = Path("checkpoints")
+
+
+def checkpoint_dir(stage: str) -> Path:
+    return CHECKPOINTS / stage
+
+
+def train_metrics(stage: str) -> Path:
+    return METRICS / f"train_{stage}.json"
+
+
+EVALUATE_METRICS = METRICS / "evaluate.json"
+BENCH_METRICS = METRICS / "bench.json"
+DATA_CARD = METRICS / "data_card.json"
+PARAMS_CHECK = Path("data/params.checked")
+REPORT = REPORTS / "report.md"

@@ -1,0 +1,71 @@
+"""The report's figures, drawn with matplotlib and written as PNG (atomically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cube import atomic  # noqa: E402
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    figure.tight_layout()
+    atomic.write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    plt.close(figure)
+
+
+def loss_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Train loss and validation cosine of every stage, stages one after another on one epoch axis."""
+    figure, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    offset = 0
+    for stage, history in histories.items():
+        epochs = [offset + r["epoch"] for r in history]
+        loss_ax.plot(epochs, [r["train_loss"] for r in history], marker=".", label=stage)
+        val_ax.plot(epochs, [r["val/cosine"] for r in history], marker=".", label=stage)
+        offset += len(history)
+    loss_ax.set(title="training loss per stage", xlabel="epoch (stages in sequence)", ylabel="loss")
+    val_ax.set(title="validation cosine(pred, answer)", xlabel="epoch (stages in sequence)", ylabel="cosine")
+    for axis in (loss_ax, val_ax):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    _save(figure, path)
+
+
+def quality_bars(evaluation: dict[str, Any], path: Path) -> None:
+    """Test cosine, recall@1/5/10 and MRR of each stage beside each baseline."""
+    rows = {**{f"cube: {k}": v["test"] for k, v in evaluation["stages"].items()},
+            **{k: v["test"] for k, v in evaluation["baselines"].items()}}
+    measures = ["cosine", "recall@1", "recall@5", "recall@10", "mrr"]
+    figure, axis = plt.subplots(figsize=(12, 4.5))
+    width = 0.8 / len(rows)
+    for i, (name, scores) in enumerate(rows.items()):
+        xs = [j + i * width for j in range(len(measures))]
+        axis.bar(xs, [scores[m] for m in measures], width, label=name,
+                 hatch=None if name.startswith("cube") else "//", edgecolor="white")
+    axis.set_xticks([j + 0.4 - width / 2 for j in range(len(measures))], measures)
+    axis.set(title="test split: cube stages (solid) against baselines (hatched)", ylim=(0, 1))
+    axis.legend(ncol=2, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axis.grid(axis="y", alpha=0.3)
+    _save(figure, path)
+
+
+def throughput(bench: dict[str, Any], path: Path) -> None:
+    """Samples per second against batch size, forward and training step, with min-max bars."""
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for phase in ("forward", "train"):
+        rows = [r for r in bench["rows"] if r["phase"] == phase]
+        xs = [r["batch_size"] for r in rows]
+        ys = [r["samples_per_s"] for r in rows]
+        errors = [[y - r["samples_per_s_min"] for y, r in zip(ys, rows)],
+                  [r["samples_per_s_max"] - y for y, r in zip(ys, rows)]]
+        axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=phase)
+    axis.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
+             title=f"cube throughput on {bench['device']}")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    _save(figure, path)

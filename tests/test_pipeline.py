@@ -1,0 +1,132 @@
+"""The whole DVC pipeline on a tiny configuration, in a temporary git repository made from this tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "data": {"max_pairs": 160, "val_fraction": 0.2, "test_fraction": 0.2},
+    "cube": {"steps": 2},
+    "train": {stage: {"epochs": 2} for stage in ("autoencoder", "dialogue", "optimized", "advanced")},
+    "bench": {"batch_sizes": [1, 16], "warmup": 1, "repeats": 2},
+}
+REPORT_SECTIONS = ["## Provenance", "## Data", "## Quality on the test split", "## Stages", "### autoencoder",
+                   "### dialogue", "### optimized", "### advanced", "## Throughput and latency", "## Memory"]
+REPORT_PNGS = ["loss_curves.png", "test_quality.png", "throughput.png"]
+
+
+def merge(base: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        base[key] = merge(base[key], value) if isinstance(value, dict) else value
+    return base
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This working tree (tracked and untracked, minus ignored files) as a fresh git repo with tiny params."""
+    repo = tmp_path_factory.mktemp("pipeline")
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file() and not name.startswith(("reports/", "metrics/", "dvclive/")) and name != "dvc.lock":
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    params = merge(yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")), TINY)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    run(["git", "init", "-q"], repo)
+    run(["make", "git-identity"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny pipeline"], repo)
+    dvc("repro", cwd=repo)
+    return repo
+
+
+def test_every_declared_metrics_file_exists_with_its_keys(repo):
+    evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert set(evaluation["stages"]) == {"autoencoder", "dialogue", "optimized", "advanced"}
+    assert {"identity", "mean answer", "ridge", "procrustes", "mlp", "legacy q+0.15tanh(q)"} <= set(evaluation["baselines"])
+    for result in [*evaluation["stages"].values(), *evaluation["baselines"].values()]:
+        assert {"cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness"} <= set(result["test"])
+    for stage in ("autoencoder", "dialogue", "optimized", "advanced"):
+        summary = json.loads((repo / f"metrics/train_{stage}.json").read_text())
+        assert summary["epochs_run"] == 2 and "wall_seconds" in summary
+        live = json.loads((repo / f"dvclive/{stage}/metrics.json").read_text())
+        assert {"train_loss", "lr", "val"} <= set(live) and "mrr" in live["val"]
+        assert (repo / f"dvclive/{stage}/plots/metrics/train_loss.tsv").exists()
+    bench = json.loads((repo / "metrics/bench.json").read_text())
+    assert [r["batch_size"] for r in bench["rows"]] == [1, 1, 16, 16]
+    card = json.loads((repo / "metrics/data_card.json").read_text())
+    assert sum(card["pairs"].values()) == 160
+
+
+def test_report_has_every_section_and_its_plots(repo):
+    report = (repo / "reports/report.md").read_text(encoding="utf-8")
+    for section in REPORT_SECTIONS:
+        assert section in report, section
+    for png in REPORT_PNGS:
+        assert f"]({png})" in report
+        assert (repo / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dvc_sees_metrics_and_plots(repo):
+    shown = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert "metrics/evaluate.json" in files and "dvclive/advanced/metrics.json" in files
+
+
+def test_second_repro_reruns_only_the_benchmark_and_what_reads_it(repo):
+    output = dvc("repro", cwd=repo).stdout
+    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    assert ran == {"bench", "report"}, output
+
+
+def test_same_seed_same_machine_gives_identical_evaluation(repo):
+    first = (repo / "metrics/evaluate.json").read_text()
+    shutil.rmtree(repo / "data/cache")  # encode again too
+    dvc("repro", "--force", cwd=repo)
+    assert (repo / "metrics/evaluate.json").read_text() == first
+
+
+def test_misspelt_or_invalid_values_fail_before_any_training(repo):
+    bad = dvc("exp", "run", "-S", "+cube.stpes=3", cwd=repo, check=False)
+    assert bad.returncode != 0
+    assert "unknown key 'stpes' in cube; did you mean 'steps'?" in bad.stdout + bad.stderr
+    assert "Running stage 'datasets'" not in bad.stdout
+    run(["git", "checkout", "--", "params.yaml"], repo)  # a failed exp run leaves its change in the workspace
+    negative = dvc("exp", "run", "-S", "cube.steps=-1", cwd=repo, check=False)
+    assert negative.returncode != 0 and "cube.steps = -1 is out of range" in negative.stdout + negative.stderr
+    run(["git", "checkout", "--", "params.yaml"], repo)
+
+
+def test_exp_run_with_a_changed_value_is_listed_by_exp_show(repo):
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results"], repo, check=False)
+    dvc("exp", "run", "-S", "cube.steps=3", cwd=repo)
+    shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
+    experiments = [e for entry in shown for e in (entry.get("experiments") or [])]
+    steps = [e["revs"][0]["data"]["params"]["params.yaml"]["data"]["cube"]["steps"] for e in experiments]
+    assert 3 in steps
