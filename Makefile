@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup repro test test-fast lint sweep compare clean git-identity
+.PHONY: setup repro test test-fast lint sweep compare clean git-identity doctor gate gate-tiny baseline bench-save bench-compare
 
 setup: $(BIN)/activate git-identity
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
@@ -39,6 +39,32 @@ test:
 
 test-fast:
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+# the regression gate on the default run's metrics (after `make repro`)
+gate:
+	$(BIN)/python -m harness gate
+
+# CI's gate: the tiny profile (profiles/tiny.yaml) run by dvc in a throw-away clone, then gated
+gate-tiny:
+	$(BIN)/python -m harness.tiny
+
+# record new baselines (tiny profile and the default run) after an intended change; commit reports/baseline.json
+baseline:
+	$(BIN)/python -m harness.tiny --update
+	$(BIN)/python -m harness gate --update
+
+BENCH_ARGS := tests/bench --benchmark-enable --benchmark-only --benchmark-max-time=0.5
+
+# time the hot paths and save the run under .benchmarks/ (on a quiet machine: it is bench-compare's reference)
+bench-save:
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(BENCH_ARGS) --benchmark-autosave
+
+# time them again; fail when any median is more than 30% slower than the latest saved run
+bench-compare:
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(BENCH_ARGS) --benchmark-compare --benchmark-compare-fail=median:30%
+
+doctor:
+	$(BIN)/python -m harness doctor
 
 lint:
 	$(BIN)/ruff check cube harness tests

@@ -144,15 +144,22 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = field(default=(1, 8, 64, 256), metadata=positive())
     warmup: int = field(default=3, metadata=non_negative())
     repeats: int = field(default=5, metadata=positive())
-    lattice_sides: tuple[int, ...] = field(default=(4, 8, 12, 16), metadata=positive())
-    steps_sweep: tuple[int, ...] = field(default=(1, 5, 10, 20), metadata=positive())
+    peer_batch_size: int = field(default=64, metadata=positive())
+    lattice_sides: tuple[int, ...] = field(default=(4, 8, 12, 16, 24), metadata=positive())
+    steps_sweep: tuple[int, ...] = field(default=(1, 5, 10, 20, 40), metadata=positive())
+    scaling_batch_size: int = field(default=8, metadata=positive())
+    scaling_repeats: int = field(default=3, metadata=positive())
 
 
 @dataclass(frozen=True)
 class GateConfig:
+    """Tolerances of ``python -m harness gate``: how far a metric may fall below the baseline before it fails."""
+
     baseline: str = "reports/baseline.json"
-    max_quality_drop: float = field(default=0.02, metadata=non_negative())
-    max_speed_ratio_drop: float = field(default=0.2, metadata=fraction())
+    cosine_drop: float = field(default=0.01, metadata=non_negative())  # absolute, test cosine per stage
+    recall_drop: float = field(default=0.03, metadata=non_negative())  # absolute, test recall@1 per stage
+    mrr_drop: float = field(default=0.02, metadata=non_negative())  # absolute, test MRR per stage
+    speed_ratio_drop: float = field(default=0.5, metadata=fraction())  # relative, own-vs-peer speed ratios
 
 
 @dataclass(frozen=True)

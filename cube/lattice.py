@@ -111,3 +111,15 @@ class CubeLattice(nn.Module):
         per_cell = 2 * (self.cell.perceive.in_features * self.cell.perceive.out_features
                         + self.cell.update.in_features * self.cell.update.out_features)
         return per_cell * math.prod(self.lattice) * self.steps
+
+    def bytes_per_sample(self, element_size: int = 4) -> int:
+        """Memory traffic of one forward as this eager implementation moves it, per sample.
+
+        Per cell and step: the neighbourhood is read 2x and written 1x (built by cat, then read
+        by ``perceive``), the hidden vector written, read and rewritten by ReLU and read by
+        ``update``, and the state update written, read and added to the read state.
+        """
+        width = self.cell.perceive.in_features
+        hidden = self.cell.perceive.out_features
+        floats_per_cell_step = 3 * width + 4 * hidden + 4 * self.channels
+        return floats_per_cell_step * element_size * math.prod(self.lattice) * self.steps

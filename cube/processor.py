@@ -59,3 +59,6 @@ class EmbeddingProcessor(nn.Module):
 
     def flops_per_sample(self) -> int:
         return self.lattice.flops_per_sample()
+
+    def bytes_per_sample(self) -> int:
+        return self.lattice.bytes_per_sample()

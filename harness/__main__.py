@@ -20,8 +20,10 @@ from cube.reshaper import LatticeSizeError
 from cube.teachers import TeacherError
 from cube.trainer import TrainingDiverged
 from harness import paths
+from harness.gate import GateError
 
-USER_ERRORS = (ConfigError, DataError, DeviceError, LatticeSizeError, TeacherError, CheckpointError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, DeviceError, LatticeSizeError, TeacherError, CheckpointError, FileNotFoundError,
+               GateError)
 
 
 def cmd_check(params: Params, args: argparse.Namespace) -> None:
@@ -77,13 +79,26 @@ def cmd_report(params: Params, args: argparse.Namespace) -> None:
 
 
 def cmd_doctor(params: Params, args: argparse.Namespace) -> None:
-    import torch
+    from cube import atomic
+    from harness.doctor import diagnose, format_report
 
-    from cube.device import choose_device
+    found = diagnose(params.train.device)
+    print(format_report(found))
+    atomic.write_json(paths.DOCTOR, found)
+    print(f"recorded in {paths.DOCTOR}")
 
-    choice = choose_device(params.train.device)
-    print(f"torch {torch.__version__} (CUDA build {torch.version.cuda}), {torch.get_num_threads()} CPU threads")
-    print(f"device for training: {choice.device} ({choice.reason})")
+
+class GateFailed(Exception):
+    """A metric regressed: the gate's exit status is 1."""
+
+
+def cmd_gate(params: Params, args: argparse.Namespace) -> None:
+    from harness.gate import run_gate
+
+    passed, text = run_gate(params, args.baseline, update=args.update)
+    print(text)
+    if not passed:
+        raise GateFailed()
 
 
 COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = {
@@ -93,7 +108,8 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = 
     "evaluate": (cmd_evaluate, "every stage and baseline on the test split"),
     "bench": (cmd_bench, "throughput, latency and memory of the cube"),
     "report": (cmd_report, "write reports/report.md and its plots"),
-    "doctor": (cmd_doctor, "torch build, devices and the device choice"),
+    "doctor": (cmd_doctor, "torch build, GPUs, whether the build can drive them, NVML, CPU; the device choice"),
+    "gate": (cmd_gate, "compare this run's metrics with reports/baseline.json; non-zero exit on a regression"),
 }
 
 
@@ -105,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=help_text)
         if name == "train":
             sub.add_argument("stage", choices=paths.STAGES)
+        if name == "gate":
+            sub.add_argument("--update", action="store_true", help="make this run's metrics the profile's baseline")
+            sub.add_argument("--baseline", type=Path, default=None, help="baseline file (default: gate.baseline)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -113,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[args.command][0](params, args)
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except GateFailed:
         return 1
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)

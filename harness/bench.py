@@ -1,66 +1,37 @@
-"""Throughput, latency and memory of the cube over a batch-size sweep (forward, and a full training step)."""
+"""The `bench` stage: throughput, latency, memory, scaling, peers and roofline of the cube, in one run.
+
+Every figure is measured here, on the device the doctor chose; the peers and
+the device's peaks are measured in the same process so ratios compare like with like.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import resource
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import psutil
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from cube import atomic
 from cube.config import Params
-from cube.device import choose_device
 from cube.processor import EmbeddingProcessor
 from harness import paths
+from harness.doctor import diagnose
+from harness.peers import PerSampleLoop, reference_processor
+from harness.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
+from harness.scaling import run_scaling
+from harness.trackers import PeakRssTracker, cuda_memory, nvml_memory, summarise_latency, time_calls
 
+log = logging.getLogger(__name__)
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_calls(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Seconds per call after ``warmup`` untimed calls, synchronising the device around each call."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def summarise(times: list[float], batch: int) -> dict[str, float]:
-    rates = [batch / t for t in times]
-    return {
-        "samples_per_s": statistics.median(rates), "samples_per_s_min": min(rates), "samples_per_s_max": max(rates),
-        "latency_ms_mean": 1e3 * statistics.fmean(times), "latency_ms_p50": 1e3 * _percentile(times, 50),
-        "latency_ms_p90": 1e3 * _percentile(times, 90), "latency_ms_p99": 1e3 * _percentile(times, 99),
-    }
-
-
-def _memory(device: torch.device) -> dict[str, float]:
-    memory = {"rss_mib": psutil.Process().memory_info().rss / 2**20}
-    if device.type == "cuda":
-        memory["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-        memory["cuda_max_reserved_mib"] = torch.cuda.max_memory_reserved(device) / 2**20
-    return memory
+# Forward + backward of a layer costs about 3x its forward (two matmuls back for one forward).
+TRAIN_FLOPS_FACTOR = 3
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -69,35 +40,97 @@ def forward(model: torch.nn.Module, x: torch.Tensor) -> None:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor) -> None:
-    """Forward, cosine loss, backward and optimizer step: one training iteration."""
+    """Forward, cosine loss, backward and AdamW step: one training iteration."""
     loss = (1 - F.cosine_similarity(model(x), target)).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
 
 
+def phases(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict[str, Callable[[], None]]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return {"forward": partial(forward, model, x), "train": partial(train_step, model, optimizer, x, target)}
+
+
+def measure_phase(model: torch.nn.Module, fn: Callable[[], None], phase: str, batch: int,
+                  device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:
+    model.train(phase == "train")
+    with cuda_memory(device) as gpu, PeakRssTracker() as rss:
+        times = time_calls(fn, device, warmup, repeats)
+    return {"phase": phase, "batch_size": batch, **summarise_latency(times, batch),
+            "rss_peak_mib": rss.peak_mib, "rss_increase_mib": rss.increase_mib, **gpu, **nvml_memory(device)}
+
+
+def batch_inputs(batch: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    x = F.normalize(torch.randn(batch, dim), dim=-1).to(device)
+    return x, F.normalize(torch.randn(batch, dim), dim=-1).to(device)
+
+
+def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device) -> dict[str, Any]:
+    """The cube against the same computation done two other ways, at one batch size, as speed ratios.
+
+    Each peer gets its own copy of the weights, so one peer's optimizer steps never move another's.
+    """
+    bench = params.bench
+    batch = bench.peer_batch_size
+    x, target = batch_inputs(batch, dim, device)
+    implementations = {
+        "own": copy.deepcopy(model),
+        "per_sample_loop": PerSampleLoop(copy.deepcopy(model)),
+        "conv3d_reference": reference_processor(model),
+    }
+    rows = []
+    for name, implementation in tqdm(implementations.items(), desc="bench: peers", unit="peer"):
+        # the loop makes `batch` small calls per step: one warm-up call is enough for it
+        warmup = 1 if name == "per_sample_loop" else bench.warmup
+        for phase, fn in phases(implementation, x, target).items():
+            row = measure_phase(implementation, fn, phase, batch, device, warmup, bench.repeats)
+            rows.append({"implementation": name, **row})
+    rate = {(r["implementation"], r["phase"]): r["samples_per_s"] for r in rows}
+    ratios = {f"{phase}_own_vs_{peer}": rate[("own", phase)] / rate[(peer, phase)]
+              for peer in ("per_sample_loop", "conv3d_reference") for phase in ("forward", "train")}
+    return {"batch_size": batch, "rows": rows, "speed_ratios": ratios,
+            "own_at_least_as_fast": all(value >= 1.0 for value in ratios.values())}
+
+
 def run_bench(params: Params) -> dict[str, Any]:
-    device = choose_device(params.train.device)
+    doctor = diagnose(params.train.device)
+    device = torch.device(doctor["chosen_device"])
     dim = json.loads((paths.EMBEDDED / "card.json").read_text(encoding="utf-8"))["dim"]
     torch.manual_seed(params.seed)
-    model = EmbeddingProcessor(dim, params.cube).to(device.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model = EmbeddingProcessor(dim, params.cube).to(device)
+    bench = params.bench
+
     rows = []
-    for batch in params.bench.batch_sizes:
-        x = F.normalize(torch.randn(batch, dim), dim=-1).to(device.device)
-        target = F.normalize(torch.randn(batch, dim), dim=-1).to(device.device)
-        phases = {"forward": partial(forward, model, x), "train": partial(train_step, model, optimizer, x, target)}
-        for phase, fn in phases.items():
-            if device.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device.device)
-            model.train(phase == "train")
-            times = time_calls(fn, device.device, params.bench.warmup, params.bench.repeats)
-            rows.append({"phase": phase, "batch_size": batch, **summarise(times, batch), **_memory(device.device)})
+    for batch in tqdm(bench.batch_sizes, desc="bench: batch sweep", unit="batch"):
+        x, target = batch_inputs(batch, dim, device)
+        for phase, fn in phases(model, x, target).items():
+            rows.append(measure_phase(model, fn, phase, batch, device, bench.warmup, bench.repeats))
+
+    log.info("peers at batch %d", bench.peer_batch_size)
+    peers = measure_peers(model, params, dim, device)
+
+    log.info("device peaks and roofline")
+    peak_flops, bandwidth = measure_matmul_flops(device), measure_copy_bandwidth(device)
+    largest = max(bench.batch_sizes)
+    best = {phase: next(r for r in rows if r["phase"] == phase and r["batch_size"] == largest) for phase in ("forward", "train")}
+    flops, moved = model.flops_per_sample(), model.bytes_per_sample()
+    lines = {
+        "forward": roofline(flops, moved, best["forward"]["samples_per_s"], peak_flops, bandwidth),
+        "train": roofline(TRAIN_FLOPS_FACTOR * flops, TRAIN_FLOPS_FACTOR * moved, best["train"]["samples_per_s"],
+                          peak_flops, bandwidth),
+    }
+
+    log.info("scaling against lattice side %s and steps %s", bench.lattice_sides, bench.steps_sweep)
+    scaling = run_scaling(params.cube, bench.lattice_sides, bench.steps_sweep, bench.scaling_batch_size, device,
+                          warmup=1, repeats=bench.scaling_repeats)
+
     result = {
-        "device": str(device.device), "device_reason": device.reason, "dim": dim,
+        "device": str(device), "device_reason": doctor["reason"], "doctor": doctor, "dim": dim,
         "lattice": list(params.cube.lattice), "steps": params.cube.steps,
-        "parameters": model.parameter_count(), "flops_per_sample_forward": model.flops_per_sample(),
-        "warmup": params.bench.warmup, "repeats": params.bench.repeats, "rows": rows,
+        "parameters": model.parameter_count(), "flops_per_sample_forward": flops, "bytes_per_sample_forward": moved,
+        "warmup": bench.warmup, "repeats": bench.repeats, "rows": rows,
+        "peers": peers, "roofline": {"batch_size": largest, **lines}, "scaling": scaling,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
     }
     atomic.write_json(paths.BENCH_METRICS, result)

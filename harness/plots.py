@@ -69,3 +69,34 @@ def throughput(bench: dict[str, Any], path: Path) -> None:
     axis.grid(alpha=0.3, which="both")
     axis.legend()
     _save(figure, path)
+
+
+def scaling(scaling_result: dict[str, Any], device: str, path: Path) -> None:
+    """Log-log: time and memory per sample against lattice side, and against propagation steps."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    side_rows = scaling_result["by_side"]["rows"]
+    fits = scaling_result["by_side"]["exponent"]
+    series = [("ms_per_sample", "time (ms)", "time"), ("saved_mib_per_sample", "saved for backward (MiB)", "saved_memory")]
+    if "cuda_peak_increase_mib_per_sample" in side_rows[0]:
+        series.append(("cuda_peak_increase_mib_per_sample", "CUDA peak allocated (MiB)", "cuda_peak_memory"))
+    for key, label, fit in series:
+        axes[0].plot([r["side"] for r in side_rows], [r[key] for r in side_rows], marker="o",
+                     label=f"{label}, exponent {_exponent(fits[fit])}")
+    axes[0].set(title="per sample against lattice side (cells = side³)", xlabel="lattice side")
+    for name, block in scaling_result["by_steps"].items():
+        rows, fits = block["rows"], block["exponent"]
+        for key, label, fit in series[:2]:
+            axes[1].plot([r["steps"] for r in rows], [r[key] for r in rows], marker="o",
+                         linestyle="-" if name == "plain" else "--",
+                         label=f"{label}, {name}, exponent {_exponent(fits[fit])}")
+    axes[1].set(title="per sample against propagation steps", xlabel="steps")
+    for axis in axes:
+        axis.set(xscale="log", yscale="log")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=7)
+    figure.suptitle(f"scaling of a training forward+backward on {device}", fontsize=10)
+    _save(figure, path)
+
+
+def _exponent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

@@ -77,6 +77,7 @@ def build_report(params: Params) -> Path:
     plots.loss_curves(histories, paths.REPORTS / "loss_curves.png")
     plots.quality_bars(evaluation, paths.REPORTS / "test_quality.png")
     plots.throughput(bench, paths.REPORTS / "throughput.png")
+    plots.scaling(bench["scaling"], bench["device"], paths.REPORTS / "scaling.png")
 
     out: list[str] = ["# Cube Bench report", ""]
     out += ["Every figure below was measured by this pipeline run (`dvc repro`); none is copied from elsewhere.",
@@ -134,22 +135,130 @@ def build_report(params: Params) -> Path:
         out.append("")
     out += ["![training curves](loss_curves.png)", ""]
 
-    out += ["## Throughput and latency", "",
-            f"Lattice {'x'.join(map(str, bench['lattice']))}, {bench['steps']} steps, {bench['parameters']:,} "
-            f"parameters, {bench['flops_per_sample_forward'] / 1e6:.1f} MFLOP per sample forward, on "
-            f"{bench['device']} ({bench['device_reason']}). Median of {bench['repeats']} timed repeats after "
-            f"{bench['warmup']} warm-up calls; min and max beside it.", ""]
+    out += _device_section(bench["doctor"])
+    out += _speed_sections(bench)
+    out += _peer_section(bench["peers"])
+    out += _roofline_section(bench["roofline"], bench["device"])
+    out += _scaling_section(bench["scaling"])
+
+    atomic.write_text(paths.REPORT, "\n".join(out))
+    return paths.REPORT
+
+
+MEMORY_LABELS = {
+    "rss_peak_mib": "process RSS peak (MiB)", "rss_increase_mib": "RSS increase (MiB)",
+    "cuda_max_allocated_mib": "torch CUDA peak allocated (MiB)", "cuda_max_reserved_mib": "torch CUDA peak reserved (MiB)",
+    "nvml_used_mib": "NVML device used (MiB)", "nvml_total_mib": "NVML device total (MiB)",
+}
+
+
+def _device_section(doctor: dict[str, Any]) -> list[str]:
+    rows = [["torch", doctor["torch"]], ["build CUDA", doctor["build_cuda"] or "none (CPU build)"],
+            ["build arch list", ", ".join(doctor["arch_list"]) or "(none)"]]
+    rows += [[f"GPU {g['index']}", f"{g['name']}, {g['capability']}, "
+              + ("supported by this build" if g["supported_by_build"] else f"NOT supported: {g['problem']}")]
+             for g in doctor["gpus"]] or [["GPUs", "none visible to torch"]]
+    rows += [["NVML", doctor["nvml"]["status"] if doctor["nvml"]["status"] != "ok"
+              else f"driver {doctor['nvml']['driver']}"]]
+    cpu = doctor["cpu"]
+    rows += [["CPU", f"{cpu['model']}, {cpu['logical_cpus']} logical CPUs, {cpu['torch_threads']} torch threads, "
+                     f"{cpu['memory_total_gib']:.1f} GiB"],
+             ["device used", f"{doctor['chosen_device']} ({doctor['reason']})"]]
+    return ["## Device (python -m harness doctor)", "", _table(["item", "value"], rows), ""]
+
+
+def _speed_sections(bench: dict[str, Any]) -> list[str]:
+    out = ["## Throughput and latency", "",
+           f"Lattice {'x'.join(map(str, bench['lattice']))}, {bench['steps']} steps, {bench['parameters']:,} "
+           f"parameters, {bench['flops_per_sample_forward'] / 1e6:.1f} MFLOP per sample forward, on "
+           f"{bench['device']} ({bench['device_reason']}). Median of {bench['repeats']} timed repeats after "
+           f"{bench['warmup']} warm-up calls, min and max beside it; "
+           + ("CUDA events time each call." if bench["device"].startswith("cuda") else "wall clock times each call.")
+           + " `train` is forward + cosine loss + backward + AdamW step.", ""]
     out.append(_table(["phase", "batch", "samples/s", "min", "max", "latency ms mean", "p50", "p90", "p99"],
                       [[r["phase"], r["batch_size"], r["samples_per_s"], r["samples_per_s_min"], r["samples_per_s_max"],
                         r["latency_ms_mean"], r["latency_ms_p50"], r["latency_ms_p90"], r["latency_ms_p99"]]
                        for r in bench["rows"]]))
-    out += ["", "![throughput against batch size](throughput.png)", "", "## Memory", ""]
-    labels = {"rss_mib": "process RSS after phase (MiB)", "cuda_max_allocated_mib": "CUDA peak allocated (MiB)",
-              "cuda_max_reserved_mib": "CUDA peak reserved (MiB)"}
-    memory_keys = [k for k in labels if k in bench["rows"][0]]
-    out.append(_table(["phase", "batch", *[labels[k] for k in memory_keys]],
-                      [[r["phase"], r["batch_size"], *[r[k] for k in memory_keys]] for r in bench["rows"]]))
+    out += ["", "![throughput against batch size](throughput.png)", "", "## Memory", "",
+            "Peaks are taken per phase (torch's CUDA peaks are reset before each; RSS is sampled every 2 ms by a "
+            "background thread). On a GPU, torch's allocator figures and the driver's (NVML) stand side by side.", ""]
+    keys = [k for k in MEMORY_LABELS if k in bench["rows"][0]]
+    out.append(_table(["phase", "batch", *[MEMORY_LABELS[k] for k in keys]],
+                      [[r["phase"], r["batch_size"], *[r[k] for k in keys]] for r in bench["rows"]]))
+    nvml = bench["rows"][0].get("nvml", "")
+    if nvml != "ok":
+        out += ["", f"NVML: {nvml}."]
     out += ["", f"Peak resident memory of the benchmark process: {bench['peak_rss_mib']:.0f} MiB.", ""]
+    return out
 
-    atomic.write_text(paths.REPORT, "\n".join(out))
-    return paths.REPORT
+
+PEER_NAMES = {"own": "this project's cube", "per_sample_loop": "same cube, one sample at a time (earlier trainer's loop)",
+              "conv3d_reference": "NCA-style reference: 3x3x3 conv3d + 1x1x1 conv3d"}
+
+
+def _peer_section(peers: dict[str, Any]) -> list[str]:
+    rows = [[PEER_NAMES.get(r["implementation"], r["implementation"]), r["phase"], r["samples_per_s"],
+             r["samples_per_s_min"], r["samples_per_s_max"], r["latency_ms_p50"]] for r in peers["rows"]]
+    ratios = peers["speed_ratios"]
+    verdict = ("The project's implementation is at least as fast as both peers in both phases."
+               if peers["own_at_least_as_fast"] else
+               "**The project's implementation is slower than a peer in at least one phase** (ratio below 1 above).")
+    return ["## Peers (same weights, same function, measured in this run)", "",
+            f"Batch {peers['batch_size']}. Ratio = own samples/s ÷ peer samples/s (above 1: ours is faster).", "",
+            _table(["implementation", "phase", "samples/s", "min", "max", "latency ms p50"], rows), "",
+            _table(["ratio", "value"], [[name.replace("_", " "), value] for name, value in ratios.items()]), "",
+            verdict, ""]
+
+
+def _roofline_section(lines: dict[str, Any], device: str) -> list[str]:
+    rows = [[phase, f"{v['flops_per_sample'] / 1e6:.1f}", f"{v['bytes_per_sample'] / 2**20:.2f}",
+             f"{v['arithmetic_intensity']:.2f}", f"{v['achieved_flops'] / 1e9:.2f}", f"{v['peak_matmul_flops'] / 1e9:.1f}",
+             f"{v['copy_bandwidth_bytes'] / 1e9:.1f}", f"{v['roofline_bound_flops'] / 1e9:.1f} ({v['bound_by']})",
+             f"{100 * v['fraction_of_peak']:.2f}%", f"{100 * v['fraction_of_roofline']:.1f}%"]
+            for phase, v in lines.items() if phase != "batch_size"]
+    forward = lines["forward"]
+    return ["## Roofline", "",
+            f"Analytic FLOPs and bytes per sample (cell rule over all cells and steps; bytes as this eager "
+            f"implementation moves them; training = 3x forward), against peaks measured on {device} in this run "
+            f"(dense float32 matmul, large tensor copy), at batch {lines['batch_size']}.", "",
+            _table(["phase", "MFLOP/sample", "MiB/sample", "FLOP/byte", "achieved GFLOP/s", "peak matmul GFLOP/s",
+                    "copy GB/s", "roofline bound GFLOP/s", "of peak", "of roofline"], rows), "",
+            f"Roofline: at {forward['arithmetic_intensity']:.2f} FLOP/byte the cube is {forward['bound_by']}-bound here; "
+            f"forward achieves {100 * forward['fraction_of_peak']:.2f}% of the measured matmul peak and "
+            f"{100 * forward['fraction_of_roofline']:.1f}% of its roofline bound.", ""]
+
+
+def _scaling_section(scaling: dict[str, Any]) -> list[str]:
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    side = scaling["by_side"]
+    on_gpu = "cuda_peak_increase_mib_per_sample" in side["rows"][0]
+    header = ["lattice", "cells", "steps", "checkpointing", "ms/sample", "saved for backward MiB/sample"]
+    header += ["CUDA peak allocated MiB/sample"] if on_gpu else []
+
+    def rows(block: list[dict[str, Any]]) -> list[list[Any]]:
+        return [["x".join(map(str, r["lattice"])), r["cells"], r["steps"], "on" if r["activation_checkpointing"] else "off",
+                 f"{r['ms_per_sample']:.3f}", f"{r['saved_mib_per_sample']:.3f}"]
+                + ([f"{r['cuda_peak_increase_mib_per_sample']:.3f}"] if on_gpu else []) for r in block]
+
+    def exponents(fits: dict[str, float | None]) -> str:
+        text = f"time {fmt(fits['time'])}, saved memory {fmt(fits['saved_memory'])}"
+        return text + (f", CUDA peak memory {fmt(fits['cuda_peak_memory'])}" if "cuda_peak_memory" in fits else "")
+
+    out = ["## Scaling", "",
+           f"A training forward + backward of the bare lattice at batch {scaling['batch_size']}, per sample. "
+           "Exponents are least-squares slopes on log-log axes (time or memory ~ x^exponent). "
+           "'Saved for backward' counts every tensor autograd keeps for the backward pass (exact, the activation "
+           "peak of a training step)" + ("; the CUDA column is the allocator's measured peak." if on_gpu else
+                                         "; on CPU no per-configuration peak is measured, since the allocator keeps "
+                                         "freed memory resident."), "",
+           "### Against lattice side", "", _table(header, rows(side["rows"])), "",
+           f"Fitted exponents against side: {exponents(side['exponent'])} (3 = linear in the number of cells, "
+           "which is side³).", "", "### Against propagation steps", ""]
+    for name, block in scaling["by_steps"].items():
+        out += [f"Activation checkpointing {'on' if name == 'checkpointed' else 'off'}:", "",
+                _table(header, rows(block["rows"])), "", f"Fitted exponents against steps: {exponents(block['exponent'])}.",
+                ""]
+    out += ["![scaling, log-log](scaling.png)", ""]
+    return out

@@ -10,26 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from harness.tiny import make_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "data": {"max_pairs": 160, "val_fraction": 0.2, "test_fraction": 0.2},
-    "cube": {"steps": 2},
-    "train": {stage: {"epochs": 2} for stage in ("autoencoder", "dialogue", "optimized", "advanced")},
-    "bench": {"batch_sizes": [1, 16], "warmup": 1, "repeats": 2},
-}
 REPORT_SECTIONS = ["## Provenance", "## Data", "## Quality on the test split", "## Stages", "### autoencoder",
-                   "### dialogue", "### optimized", "### advanced", "## Throughput and latency", "## Memory"]
-REPORT_PNGS = ["loss_curves.png", "test_quality.png", "throughput.png"]
-
-
-def merge(base: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        base[key] = merge(base[key], value) if isinstance(value, dict) else value
-    return base
+                   "### dialogue", "### optimized", "### advanced", "## Device", "## Throughput and latency", "## Memory",
+                   "## Peers", "## Roofline", "## Scaling", "### Against lattice side", "### Against propagation steps"]
+REPORT_PNGS = ["loss_curves.png", "test_quality.png", "throughput.png", "scaling.png"]
 
 
 def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -44,23 +34,14 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
     return run([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
+def gate(repo: Path, baseline: Path) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "harness", "gate", "--baseline", str(baseline)], repo, check=False)
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This working tree (tracked and untracked, minus ignored files) as a fresh git repo with tiny params."""
-    repo = tmp_path_factory.mktemp("pipeline")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.split("\0")
-    for name in filter(None, listed):
-        source = ROOT / name
-        if source.is_file() and not name.startswith(("reports/", "metrics/", "dvclive/")) and name != "dvc.lock":
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, repo / name)
-    params = merge(yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8")), TINY)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    run(["git", "init", "-q"], repo)
-    run(["make", "git-identity"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny pipeline"], repo)
+    """This working tree (tracked and untracked, minus ignored files) as a fresh git repo with the tiny profile."""
+    repo = make_workspace(tmp_path_factory.mktemp("pipeline"))
     dvc("repro", cwd=repo)
     return repo
 
@@ -79,6 +60,11 @@ def test_every_declared_metrics_file_exists_with_its_keys(repo):
         assert (repo / f"dvclive/{stage}/plots/metrics/train_loss.tsv").exists()
     bench = json.loads((repo / "metrics/bench.json").read_text())
     assert [r["batch_size"] for r in bench["rows"]] == [1, 1, 16, 16]
+    assert set(bench["peers"]["speed_ratios"]) == {f"{phase}_own_vs_{peer}" for phase in ("forward", "train")
+                                                   for peer in ("per_sample_loop", "conv3d_reference")}
+    assert [r["side"] for r in bench["scaling"]["by_side"]["rows"]] == [2, 4, 6]
+    assert set(bench["scaling"]["by_steps"]) == {"plain", "checkpointed"}
+    assert {"forward", "train"} <= set(bench["roofline"])
     card = json.loads((repo / "metrics/data_card.json").read_text())
     assert sum(card["pairs"].values()) == 160
 
@@ -90,6 +76,37 @@ def test_report_has_every_section_and_its_plots(repo):
     for png in REPORT_PNGS:
         assert f"]({png})" in report
         assert (repo / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gate_passes_on_the_unchanged_run_against_the_committed_baseline(repo):
+    result = gate(repo, ROOT / "reports/baseline.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| metric | kind | baseline | current | change | verdict |" in result.stdout
+    assert "gate passed" in result.stdout and "REGRESSION" not in result.stdout
+
+
+def test_gate_fails_on_a_planted_regression(repo, tmp_path):
+    baseline = tmp_path / "baseline.json"
+    shutil.copy(ROOT / "reports/baseline.json", baseline)
+    evaluation_path = repo / "metrics/evaluate.json"
+    original = evaluation_path.read_text()
+    planted = json.loads(original)
+    planted["stages"]["dialogue"]["test"]["mrr"] -= 0.1  # a change that made the cube worse
+    evaluation_path.write_text(json.dumps(planted))
+    try:
+        result = gate(repo, baseline)
+    finally:
+        evaluation_path.write_text(original)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "| dialogue.test.mrr | quality |" in result.stdout
+    assert "**REGRESSION**" in result.stdout and "gate FAILED: 1 of" in result.stdout
+
+
+def test_gate_without_a_baseline_for_the_profile_says_how_to_make_one(repo, tmp_path):
+    empty = tmp_path / "baseline.json"
+    empty.write_text('{"profiles": {}}')
+    result = gate(repo, empty)
+    assert result.returncode == 2 and "python -m harness gate --update" in result.stderr
 
 
 def test_dvc_sees_metrics_and_plots(repo):

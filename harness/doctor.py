@@ -1,0 +1,83 @@
+"""The device doctor: what torch was built for, which GPUs are here, whether the build can drive them."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import psutil
+import torch
+
+from cube.device import CudaProbe, choose_device, compatibility_problem, probe_cuda
+
+
+def nvml_devices() -> dict[str, Any]:
+    """Every GPU the driver sees, with its memory; the reason instead when NVML cannot be used."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as error:  # no NVIDIA driver on this machine is a normal state, not a failure
+        return {"status": f"unavailable: {error}", "devices": []}
+    try:
+        devices = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            devices.append({"index": index, "name": name.decode() if isinstance(name, bytes) else name,
+                            "memory_used_mib": memory.used / 2**20, "memory_total_mib": memory.total / 2**20})
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        return {"status": "ok", "driver": driver.decode() if isinstance(driver, bytes) else driver, "devices": devices}
+    except Exception as error:
+        return {"status": f"unavailable: {error}", "devices": []}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def diagnose(requested: str, probe: CudaProbe | None = None) -> dict[str, Any]:
+    """Everything the doctor prints, as data (recorded in metrics/doctor.json and shown in the report)."""
+    probe = probe or probe_cuda()
+    choice = choose_device(requested, probe)
+    return {
+        "torch": probe.torch_version,
+        "build_cuda": probe.build_cuda,
+        "arch_list": list(probe.arch_list),
+        "gpus": [
+            {"index": gpu.index, "name": gpu.name, "capability": f"sm_{gpu.capability[0]}{gpu.capability[1]}",
+             "supported_by_build": compatibility_problem(probe, gpu) is None,
+             "problem": compatibility_problem(probe, gpu)}
+            for gpu in probe.gpus
+        ],
+        "nvml": nvml_devices(),
+        "cpu": {"model": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(), "memory_total_gib": psutil.virtual_memory().total / 2**30},
+        "requested_device": requested,
+        "chosen_device": str(choice.device),
+        "reason": choice.reason,
+    }
+
+
+def format_report(found: dict[str, Any]) -> str:
+    lines = [
+        f"torch {found['torch']}, built with CUDA {found['build_cuda'] or 'none (CPU build)'}",
+        f"build arch list: {', '.join(found['arch_list']) or '(none)'}",
+    ]
+    if not found["gpus"]:
+        lines.append("GPUs visible to torch: none")
+    for gpu in found["gpus"]:
+        verdict = "build can run on it" if gpu["supported_by_build"] else f"build CANNOT run on it: {gpu['problem']}"
+        lines.append(f"GPU {gpu['index']}: {gpu['name']}, compute capability {gpu['capability']}; {verdict}")
+    nvml = found["nvml"]
+    if nvml["status"] == "ok":
+        lines.append(f"NVML: driver {nvml['driver']}")
+        lines += [f"  GPU {d['index']} {d['name']}: {d['memory_used_mib']:,.0f} / {d['memory_total_mib']:,.0f} MiB used"
+                  for d in nvml["devices"]]
+    else:
+        lines.append(f"NVML: {nvml['status']}")
+    cpu = found["cpu"]
+    lines.append(f"CPU: {cpu['model']}, {cpu['logical_cpus']} logical CPUs, torch uses {cpu['torch_threads']} threads, "
+                 f"{cpu['memory_total_gib']:.1f} GiB RAM")
+    lines.append(f"device '{found['requested_device']}' -> {found['chosen_device']} ({found['reason']})")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""How time and memory per sample grow with the lattice side and with propagation steps (log-log fits).
+
+Memory is counted two ways: the bytes autograd saves for backward (exact on any device: the
+activation peak of a training step) and, on CUDA, the allocator's measured peak. Process RSS is
+not used per configuration: glibc keeps freed heap resident, so RSS cannot attribute a peak to
+one configuration after another has run.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from cube.config import CubeConfig
+from cube.lattice import CubeLattice
+from harness.trackers import cuda_memory, saved_activation_bytes, time_calls
+
+
+def fitted_exponent(xs: list[float], ys: list[float]) -> float | None:
+    """Slope of log(y) against log(x) by least squares: y ~ x^slope. None with fewer than two usable points."""
+    points = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]
+    if len({p[0] for p in points}) < 2:
+        return None
+    slope, _ = np.polyfit([p[0] for p in points], [p[1] for p in points], 1)
+    return float(slope)
+
+
+def measure_point(config: CubeConfig, batch: int, device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:
+    """One training forward+backward of the bare lattice: time and memory per sample."""
+    lattice = CubeLattice(config.lattice, config.state_channels, config.hidden, config.steps, config.boundary,
+                          config.position_code, config.activation_checkpointing).to(device)
+    values = torch.randn(batch, *config.lattice, device=device)
+
+    def step() -> None:
+        lattice.zero_grad(set_to_none=True)
+        lattice(values).square().mean().backward()
+
+    times = time_calls(step, device, warmup, repeats)
+    saved = saved_activation_bytes(lambda: lattice(values))
+    row = {
+        "lattice": list(config.lattice), "cells": math.prod(config.lattice), "steps": config.steps,
+        "activation_checkpointing": config.activation_checkpointing, "batch_size": batch,
+        "ms_per_sample": 1e3 * statistics.median(times) / batch,
+        "saved_mib_per_sample": saved / batch / 2**20,
+    }
+    if device.type == "cuda":  # the CUDA allocator's peak is exact per step; process RSS on CPU is not (see below)
+        with cuda_memory(device) as gpu:
+            step()
+        row["cuda_peak_increase_mib_per_sample"] = gpu["cuda_allocated_increase_mib"] / batch
+    return row
+
+
+def _fits(rows: list[dict[str, Any]], x_key: str) -> dict[str, float | None]:
+    xs = [float(r[x_key]) for r in rows]
+    fits = {
+        "time": fitted_exponent(xs, [r["ms_per_sample"] for r in rows]),
+        "saved_memory": fitted_exponent(xs, [r["saved_mib_per_sample"] for r in rows]),
+    }
+    if "cuda_peak_increase_mib_per_sample" in rows[0]:
+        fits["cuda_peak_memory"] = fitted_exponent(xs, [r["cuda_peak_increase_mib_per_sample"] for r in rows])
+    return fits
+
+
+def run_scaling(base: CubeConfig, sides: tuple[int, ...], steps: tuple[int, ...], batch: int,
+                device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:
+    """Sweep a cubic lattice's side at the configured steps, and the steps (checkpointing off and on) at the lattice."""
+    by_side = [measure_point(replace(base, lattice=(s, s, s)), batch, device, warmup, repeats) for s in sides]
+    for row, side in zip(by_side, sides):
+        row["side"] = side
+    by_steps = {
+        label: [measure_point(replace(base, steps=t, activation_checkpointing=flag), batch, device, warmup, repeats)
+                for t in steps]
+        for label, flag in (("plain", False), ("checkpointed", True))
+    }
+    return {
+        "batch_size": batch,
+        "by_side": {"rows": by_side, "exponent": _fits(by_side, "side")},
+        "by_steps": {label: {"rows": rows, "exponent": _fits(rows, "steps")} for label, rows in by_steps.items()},
+    }

@@ -1,0 +1,157 @@
+"""Measurement trackers: latency, memory (process RSS, torch CUDA, NVML, autograd activations).
+
+Trackers only measure and return plain numbers; what the report makes of them
+lives in ``harness/bench.py`` and ``harness/report.py`` (the split
+optimum-benchmark keeps between trackers and the report schema).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call after ``warmup`` untimed calls.
+
+    On CUDA each call is bracketed by CUDA events (kernel time as the GPU saw it,
+    host launch gaps included); on CPU by ``perf_counter``.
+    """
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            began = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - began)
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (no interpolation: every reported latency was observed)."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summarise_latency(times: list[float], batch: int) -> dict[str, float]:
+    rates = [batch / t for t in times]
+    return {
+        "samples_per_s": statistics.median(rates), "samples_per_s_min": min(rates), "samples_per_s_max": max(rates),
+        "latency_ms_mean": 1e3 * statistics.fmean(times), "latency_ms_p50": 1e3 * percentile(times, 50),
+        "latency_ms_p90": 1e3 * percentile(times, 90), "latency_ms_p99": 1e3 * percentile(times, 99),
+    }
+
+
+@dataclass
+class PeakRssTracker:
+    """Peak resident memory of this process while a block runs, sampled by a background thread.
+
+    ``peak_mib`` is the highest RSS seen; ``increase_mib`` is that peak minus the RSS on entry,
+    i.e. what the block itself needed (large tensors are mmap-ed, so freed memory leaves RSS).
+    """
+
+    interval_s: float = 0.002
+    start_mib: float = 0.0
+    peak_mib: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        process = psutil.Process()
+        while not self._stop.is_set():
+            self.peak_mib = max(self.peak_mib, process.memory_info().rss / 2**20)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakRssTracker:
+        self.start_mib = self.peak_mib = psutil.Process().memory_info().rss / 2**20
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, psutil.Process().memory_info().rss / 2**20)
+
+    @property
+    def increase_mib(self) -> float:
+        return self.peak_mib - self.start_mib
+
+
+@contextmanager
+def cuda_memory(device: torch.device) -> Iterator[dict[str, float]]:
+    """torch's peak allocated/reserved CUDA memory over the block (peaks reset on entry); empty on CPU."""
+    found: dict[str, float] = {}
+    if device.type != "cuda":
+        yield found
+        return
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    yield found
+    synchronize(device)
+    found["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    found["cuda_max_reserved_mib"] = torch.cuda.max_memory_reserved(device) / 2**20
+    found["cuda_allocated_increase_mib"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def nvml_memory(device: torch.device) -> dict[str, Any]:
+    """Device memory as the driver (NVML) reports it; on CPU or without NVML, the reason instead of numbers."""
+    if device.type != "cuda":
+        return {"nvml": "not applicable (CPU run)"}
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as error:  # no driver library, no permission: report it, never fail the benchmark
+        return {"nvml": f"unavailable: {error}"}
+    try:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+        return {"nvml": "ok", "nvml_used_mib": info.used / 2**20, "nvml_total_mib": info.total / 2**20}
+    except Exception as error:
+        return {"nvml": f"unavailable: {error}"}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def saved_activation_bytes(fn: Callable[[], Any]) -> int:
+    """Bytes autograd keeps for the backward pass while ``fn`` runs a forward (exact, device-independent).
+
+    This is the activation memory a training step holds at its peak, counted tensor by tensor.
+    """
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return total
