@@ -83,8 +83,8 @@ def scaling(scaling_result: dict[str, Any], device: str, path: Path) -> None:
         axes[0].plot([r["side"] for r in side_rows], [r[key] for r in side_rows], marker="o",
                      label=f"{label}, exponent {_exponent(fits[fit])}")
     axes[0].set(title="per sample against lattice side (cells = side³)", xlabel="lattice side")
-    for name, block in scaling_result["by_steps"].items():
-        rows, fits = block["rows"], block["exponent"]
+    for name in ("plain", "checkpointed"):
+        rows, fits = scaling_result["by_steps"][name]["rows"], scaling_result["by_steps"][name]["exponent"]
         for key, label, fit in series[:2]:
             axes[1].plot([r["steps"] for r in rows], [r[key] for r in rows], marker="o",
                          linestyle="-" if name == "plain" else "--",
