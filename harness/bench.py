@@ -10,6 +10,7 @@ import copy
 import json
 import logging
 import resource
+import statistics
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -26,7 +27,7 @@ from harness.doctor import diagnose
 from harness.peers import PerSampleLoop, reference_processor
 from harness.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
 from harness.scaling import run_scaling
-from harness.trackers import PeakRssTracker, cuda_memory, nvml_memory, summarise_latency, time_calls
+from harness.trackers import PeakRssTracker, cuda_memory, nvml_memory, summarise_latency, time_calls, time_interleaved
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ def batch_inputs(batch: int, dim: int, device: torch.device) -> tuple[torch.Tens
 def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device) -> dict[str, Any]:
     """The cube against the same computation done two other ways, at one batch size, as speed ratios.
 
-    Each peer gets its own copy of the weights, so one peer's optimizer steps never move another's.
+    Each implementation gets its own copy of the weights (one's optimizer steps never move another's).
+    They are timed in alternation and each ratio is the median of per-repeat ratios, so load from
+    elsewhere on a shared machine cancels out of the ratio instead of landing on one implementation.
     """
     bench = params.bench
     batch = bench.peer_batch_size
@@ -79,16 +82,18 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
         "per_sample_loop": PerSampleLoop(copy.deepcopy(model)),
         "conv3d_reference": reference_processor(model),
     }
-    rows = []
-    for name, implementation in tqdm(implementations.items(), desc="bench: peers", unit="peer"):
-        # the loop makes `batch` small calls per step: one warm-up call is enough for it
-        warmup = 1 if name == "per_sample_loop" else bench.warmup
-        for phase, fn in phases(implementation, x, target).items():
-            row = measure_phase(implementation, fn, phase, batch, device, warmup, bench.repeats)
-            rows.append({"implementation": name, **row})
-    rate = {(r["implementation"], r["phase"]): r["samples_per_s"] for r in rows}
-    ratios = {f"{phase}_own_vs_{peer}": rate[("own", phase)] / rate[(peer, phase)]
-              for peer in ("per_sample_loop", "conv3d_reference") for phase in ("forward", "train")}
+    steps = {name: phases(implementation, x, target) for name, implementation in implementations.items()}
+    rows, ratios = [], {}
+    for phase in tqdm(("forward", "train"), desc="bench: peers", unit="phase"):
+        for implementation in implementations.values():
+            implementation.train(phase == "train")
+        times = time_interleaved({name: steps[name][phase] for name in implementations}, device, bench.warmup,
+                                 bench.repeats)
+        rows += [{"implementation": name, "phase": phase, "batch_size": batch, **summarise_latency(t, batch)}
+                 for name, t in times.items()]
+        for peer in ("per_sample_loop", "conv3d_reference"):
+            paired = [theirs / ours for theirs, ours in zip(times[peer], times["own"])]
+            ratios[f"{phase}_own_vs_{peer}"] = statistics.median(paired)
     return {"batch_size": batch, "rows": rows, "speed_ratios": ratios,
             "own_at_least_as_fast": all(value >= 1.0 for value in ratios.values())}
 

@@ -204,7 +204,8 @@ def _peer_section(peers: dict[str, Any]) -> list[str]:
                if peers["own_at_least_as_fast"] else
                "**The project's implementation is slower than a peer in at least one phase** (ratio below 1 above).")
     return ["## Peers (same weights, same function, measured in this run)", "",
-            f"Batch {peers['batch_size']}. Ratio = own samples/s ÷ peer samples/s (above 1: ours is faster).", "",
+            f"Batch {peers['batch_size']}. The three are timed in alternation, repeat by repeat; a ratio is the "
+            "median over repeats of peer time ÷ own time (above 1: ours is faster).", "",
             _table(["implementation", "phase", "samples/s", "min", "max", "latency ms p50"], rows), "",
             _table(["ratio", "value"], [[name.replace("_", " "), value] for name, value in ratios.items()]), "",
             verdict, ""]

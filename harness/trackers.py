@@ -155,3 +155,20 @@ def saved_activation_bytes(fn: Callable[[], Any]) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         fn()
     return total
+
+
+def time_interleaved(calls: dict[str, Callable[[], Any]], device: torch.device, warmup: int,
+                     repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of several implementations, timed in alternation (A B C, B C A, ...).
+
+    Each repeat times every implementation back to back, so a burst of load from elsewhere on a
+    shared machine hits all of them alike and their per-repeat ratios stay meaningful.
+    """
+    names = list(calls)
+    for name in names:
+        time_calls(calls[name], device, warmup, 0)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names[repeat % len(names):] + names[: repeat % len(names)]:
+            times[name] += time_calls(calls[name], device, 0, 1)
+    return times
