@@ -1,0 +1,74 @@
+"""The benchmark's measuring parts: doctor on faked GPUs, trackers, log-log fits, roofline arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cube.device import CudaProbe, GpuInfo
+from cube.lattice import CubeLattice
+from harness.doctor import diagnose, format_report
+from harness.roofline import roofline
+from harness.scaling import fitted_exponent
+from harness.trackers import nvml_memory, percentile, saved_activation_bytes, summarise_latency, time_interleaved
+
+RTX_5090_OLD_BUILD = CudaProbe("2.5.0+cu124", "12.4", ("sm_50", "sm_80", "sm_86", "sm_90"),
+                               (GpuInfo(0, "NVIDIA GeForce RTX 5090", (12, 0)),))
+
+
+def test_doctor_reports_an_unsupported_gpu_and_falls_back_with_the_reason():
+    found = diagnose("auto", RTX_5090_OLD_BUILD)
+    assert found["chosen_device"] == "cpu"
+    assert found["gpus"][0]["capability"] == "sm_120" and not found["gpus"][0]["supported_by_build"]
+    text = format_report(found)
+    assert "build arch list: sm_50, sm_80, sm_86, sm_90" in text
+    assert "compute capability sm_120; build CANNOT run on it" in text and "cu128" in text
+
+
+def test_doctor_on_a_supported_gpu_chooses_it():
+    probe = CudaProbe("2.11.0+cu130", "13.0", ("sm_90", "sm_100", "sm_120"), (GpuInfo(0, "NVIDIA H100", (9, 0)),))
+    found = diagnose("auto", probe)
+    assert found["chosen_device"] == "cuda:0" and found["gpus"][0]["supported_by_build"]
+
+
+def test_nvml_is_not_an_error_on_cpu():
+    assert nvml_memory(torch.device("cpu")) == {"nvml": "not applicable (CPU run)"}
+
+
+def test_latency_summary_uses_observed_values():
+    times = [0.010, 0.020, 0.030, 0.040, 0.100]
+    summary = summarise_latency(times, batch=10)
+    assert summary["samples_per_s"] == pytest.approx(10 / 0.030)
+    assert summary["samples_per_s_min"] == pytest.approx(100) and summary["latency_ms_p99"] == pytest.approx(100)
+    assert percentile(times, 50) == 0.030
+
+
+def test_interleaved_timing_rotates_the_order_and_times_each_repeat():
+    order: list[str] = []
+    calls = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    times = time_interleaved(calls, torch.device("cpu"), warmup=1, repeats=3)
+    assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert order == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_saved_activation_bytes_grow_with_steps_and_shrink_with_checkpointing():
+    values = torch.randn(2, 4, 4, 4)
+    saved = {(steps, ckpt): saved_activation_bytes(lambda s=steps, c=ckpt: CubeLattice((4, 4, 4), steps=s,
+                                                                                       activation_checkpointing=c)(values))
+             for steps in (2, 4) for ckpt in (False, True)}
+    assert saved[(4, False)] > saved[(2, False)] > 0
+    assert saved[(4, True)] < saved[(4, False)]
+
+
+def test_fitted_exponent_recovers_a_power_law():
+    xs = [4.0, 8.0, 16.0, 24.0]
+    assert fitted_exponent(xs, [x**3 for x in xs]) == pytest.approx(3.0)
+    assert fitted_exponent(xs, [5.0] * 4) == pytest.approx(0.0, abs=1e-9)
+    assert fitted_exponent([4.0], [1.0]) is None
+
+
+def test_roofline_bound_and_fractions():
+    line = roofline(flops_per_sample=100.0, bytes_per_sample=50.0, samples_per_s=1e6, peak_flops=1e9, bandwidth=1e8)
+    assert line["arithmetic_intensity"] == 2.0 and line["bound_by"] == "memory"
+    assert line["roofline_bound_flops"] == pytest.approx(2e8)
+    assert line["fraction_of_peak"] == pytest.approx(0.1) and line["fraction_of_roofline"] == pytest.approx(0.5)
