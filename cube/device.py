@@ -19,6 +19,16 @@ class DeviceError(RuntimeError):
     """The requested device cannot be used."""
 
 
+class OutOfDeviceMemory(DeviceError):
+    """A batch did not fit in the device's memory; the message names the batch size and a smaller one."""
+
+
+def out_of_memory_message(what: str, batch_size: int, device: torch.device, setting: str) -> str:
+    smaller = max(1, batch_size // 2)
+    return (f"{what}: out of {device} memory at batch size {batch_size}; set {setting} to {smaller} or lower "
+            "(or turn on cube.activation_checkpointing)")
+
+
 @dataclass(frozen=True)
 class GpuInfo:
     index: int

@@ -25,6 +25,7 @@ from cube import __version__
 from cube.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from cube.config import ConfigError, StageConfig, to_plain
 from cube.dataset import EmbeddedData
+from cube.device import OutOfDeviceMemory, out_of_memory_message
 from cube.losses import curriculum_subset, stage_loss
 from cube.processor import EmbeddingProcessor, Mode
 
@@ -220,6 +221,23 @@ class CubeTrainer:
         dtype = torch.bfloat16 if self.config.autocast == "bf16" else torch.float16
         return torch.autocast("cuda", dtype=dtype)
 
+    def _step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, dict]:
+        """Forward, loss, backward and optimizer step on one batch."""
+        with self._autocast():
+            loss, parts = stage_loss(self.model(inputs).float(), targets, self.config)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"stage {self.stage!r}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                "the last good checkpoint is kept; lower train."
+                f"{self.stage}.lr or set grad_clip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return loss, parts
+
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float], int]:
         torch.manual_seed(epoch_seed(self.seed, epoch))
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
@@ -230,19 +248,12 @@ class CubeTrainer:
         for step, batch in enumerate(order.split(self.config.batch_size)):
             inputs = self.corrupt(self.inputs[batch], generator).to(self.device)
             targets = self.targets[batch].to(self.device)
-            with self._autocast():
-                loss, parts = stage_loss(self.model(inputs).float(), targets, self.config)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"stage {self.stage!r}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                    "the last good checkpoint is kept; lower train."
-                    f"{self.stage}.lr or set grad_clip"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            self.optimizer.step()
+            try:
+                loss, parts = self._step(inputs, targets, epoch, step)
+            except torch.OutOfMemoryError:
+                raise OutOfDeviceMemory(out_of_memory_message(
+                    f"stage {self.stage!r}, epoch {epoch + 1}, step {step + 1}", self.config.batch_size, self.device,
+                    f"train.{self.stage}.batch_size")) from None
             total += loss.item()
             for name, value in parts.items():
                 parts_total[name] = parts_total.get(name, 0.0) + value

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from cube import atomic
 from cube.config import Params
+from cube.device import OutOfDeviceMemory, out_of_memory_message
 from cube.processor import EmbeddingProcessor
 from harness import paths
 from harness.doctor import diagnose
@@ -110,7 +111,11 @@ def run_bench(params: Params) -> dict[str, Any]:
     for batch in tqdm(bench.batch_sizes, desc="bench: batch sweep", unit="batch"):
         x, target = batch_inputs(batch, dim, device)
         for phase, fn in phases(model, x, target).items():
-            rows.append(measure_phase(model, fn, phase, batch, device, bench.warmup, bench.repeats))
+            try:
+                rows.append(measure_phase(model, fn, phase, batch, device, bench.warmup, bench.repeats))
+            except torch.OutOfMemoryError:
+                raise OutOfDeviceMemory(out_of_memory_message(f"bench, {phase}", batch, device,
+                                                              "bench.batch_sizes")) from None
 
     log.info("peers at batch %d", bench.peer_batch_size)
     peers = measure_peers(model, params, dim, device)

@@ -7,6 +7,7 @@ import torch
 
 from cube.checkpoint import load_checkpoint
 from cube.config import CubeConfig, StageConfig
+from cube.device import OutOfDeviceMemory
 from cube.processor import EmbeddingProcessor, Mode
 from cube.trainer import CubeTrainer, TrainingDiverged, predict
 
@@ -108,3 +109,31 @@ def test_curriculum_and_contrastive_losses_train(embedded):
     assert result.history[0]["pairs_used"] == round(0.5 * len(embedded.train))
     assert result.history[1]["pairs_used"] == len(embedded.train)
     assert {"loss/infonce", "loss/triplet", "loss/diversity"} <= set(result.history[0])
+
+
+class OutOfMemoryAfter(torch.nn.Module):
+    """Fault injection: the wrapped model runs out of device memory from the given call on (CPU cannot)."""
+
+    def __init__(self, model: EmbeddingProcessor, calls: int) -> None:
+        super().__init__()
+        self.model, self.calls = model, calls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls -= 1
+        if self.calls < 0:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.model(x)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+
+def test_out_of_memory_names_the_batch_size_and_a_smaller_one(embedded):
+    run = trainer(embedded, config=StageConfig(epochs=1, batch_size=32))
+    run.model = OutOfMemoryAfter(run.model, calls=2)
+    with pytest.raises(OutOfDeviceMemory, match=r"stage 'dialogue', epoch 1, step \d+: out of cpu memory at batch size 32; "
+                                                r"set train.dialogue.batch_size to 16 or lower"):
+        run.fit()
