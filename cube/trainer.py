@@ -272,6 +272,8 @@ class CubeTrainer:
         else:
             last_epoch, history, best, completed = resumed
             first_epoch, resumed_from = last_epoch, last_epoch
+            for record in history if self.on_epoch else []:  # loggers see the whole run, restored epochs replayed
+                self.on_epoch(record)
             stopped_early = completed and last_epoch < self.config.epochs
             if completed:
                 first_epoch = self.config.epochs

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.tiny import make_workspace
 
@@ -147,3 +150,38 @@ def test_exp_run_with_a_changed_value_is_listed_by_exp_show(repo):
     experiments = [e for entry in shown for e in (entry.get("experiments") or [])]
     steps = [e["revs"][0]["data"]["params"]["params.yaml"]["data"]["cube"]["steps"] for e in experiments]
     assert 3 in steps
+
+
+def test_sigkill_mid_stage_then_rerun_resumes_to_exactly_the_uninterrupted_result(repo, tmp_path):
+    """A real SIGKILL of `python -m harness train dialogue` after a checkpoint; the rerun resumes from it."""
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["train"]["dialogue"]["epochs"] = 12
+    longer = tmp_path / "params.yaml"
+    longer.write_text(yaml.safe_dump(params), encoding="utf-8")
+    command = [sys.executable, "-m", "harness", "--params", str(longer), "train", "dialogue"]
+    checkpoint, summary_path = repo / "checkpoints/dialogue", repo / "metrics/train_dialogue.json"
+    curve = repo / "dvclive/dialogue/plots/metrics/val/mrr.tsv"
+
+    def outcome() -> tuple[dict, list[list[str]]]:
+        summary = json.loads(summary_path.read_text())
+        rows = [line.split("\t")[1:] for line in curve.read_text().splitlines()[1:]]  # drop the timestamp column
+        return {k: v for k, v in summary.items() if k not in ("wall_seconds", "resumed_from_epoch")}, rows
+
+    shutil.rmtree(checkpoint)
+    run(command, repo)
+    uninterrupted = outcome()
+
+    shutil.rmtree(checkpoint)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    process = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sidecar = checkpoint / "checkpoint.json"
+    while process.poll() is None and not (sidecar.exists() and json.loads(sidecar.read_text())["epoch"] >= 3):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(sidecar.read_text())
+    assert process.returncode == -signal.SIGKILL and not killed_at["completed"], "the stage finished before the kill"
+
+    rerun = run(command, repo)
+    assert json.loads(summary_path.read_text())["resumed_from_epoch"] >= 3, rerun.stdout
+    assert outcome() == uninterrupted
