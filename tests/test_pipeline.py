@@ -25,8 +25,8 @@ REPORT_SECTIONS = ["## Provenance", "## Data", "## Quality on the test split", "
 REPORT_PNGS = ["loss_curves.png", "test_quality.png", "throughput.png", "scaling.png"]
 
 
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+def run(command: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1", **extra_env)
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -185,3 +185,49 @@ def test_sigkill_mid_stage_then_rerun_resumes_to_exactly_the_uninterrupted_resul
     rerun = run(command, repo)
     assert json.loads(summary_path.read_text())["resumed_from_epoch"] >= 3, rerun.stdout
     assert outcome() == uninterrupted
+
+
+SOCKET_GUARD = """
+import os, socket
+
+_log = os.environ["CUBE_SOCKET_LOG"]
+
+
+def _refuse(what, address):
+    with open(_log, "a", encoding="utf-8") as log:
+        log.write(f"{os.getpid()} {what} {address!r}\\n")
+    raise OSError(f"network blocked by the test: {what} {address!r}")
+
+
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+
+def connect(self, address):
+    return _connect(self, address) if self.family == socket.AF_UNIX else _refuse("connect", address)
+
+
+def connect_ex(self, address):
+    return _connect_ex(self, address) if self.family == socket.AF_UNIX else _refuse("connect_ex", address)
+
+
+socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+socket.getaddrinfo = lambda host, *args, **kwargs: _refuse("getaddrinfo", host)
+"""
+
+
+def test_the_default_pipeline_makes_no_network_connection(repo, tmp_path):
+    """Every Python process of a forced `dvc repro` (dvc and each stage) runs with sockets blocked and logged."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(SOCKET_GUARD, encoding="utf-8")
+    attempts = tmp_path / "connections.log"
+    blocked = dict(PYTHONPATH=str(guard), CUBE_SOCKET_LOG=str(attempts))
+    probe = run([sys.executable, "-c", "import socket; socket.create_connection(('pypi.org', 443), timeout=1)"], repo,
+                check=False, **blocked)
+    assert probe.returncode != 0 and "network blocked by the test" in probe.stderr  # the guard is really in place
+    attempts.unlink()
+    result = run([sys.executable, "-m", "dvc", "repro", "--force"], repo, check=False,
+                 **blocked)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Running stage 'datasets'" in result.stdout and "Running stage 'report'" in result.stdout
+    assert not attempts.exists(), attempts.read_text()
