@@ -231,3 +231,32 @@ def test_the_default_pipeline_makes_no_network_connection(repo, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Running stage 'datasets'" in result.stdout and "Running stage 'report'" in result.stdout
     assert not attempts.exists(), attempts.read_text()
+
+
+def test_four_queued_experiments_run_two_at_a_time_and_all_show_their_metrics(repo):
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "before the queue"], repo, check=False)
+    hidden_sizes = (8, 12, 16, 24)
+    for hidden in hidden_sizes:
+        dvc("exp", "run", "--queue", "-S", f"cube.hidden={hidden}", cwd=repo)
+    dvc("queue", "start", "-j", "2", cwd=repo)
+    deadline = time.monotonic() + 1200
+    try:
+        while True:
+            status = dvc("queue", "status", cwd=repo).stdout
+            if not any(word in status for word in ("Queued", "Running")):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(5)
+    finally:
+        dvc("queue", "stop", cwd=repo, check=False)
+    assert status.count("Success") >= 4 and "Failed" not in status, status
+    shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
+    finished = {}
+    for entry in shown:
+        for experiment in entry.get("experiments") or []:
+            data = experiment["revs"][0]["data"]
+            metrics = (data.get("metrics") or {}).get("metrics/evaluate.json", {}).get("data", {})
+            finished[data["params"]["params.yaml"]["data"]["cube"]["hidden"]] = metrics
+    for hidden in hidden_sizes:
+        assert "mrr" in finished[hidden]["stages"]["advanced"]["test"], (hidden, sorted(finished))
