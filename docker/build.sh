@@ -40,5 +40,10 @@ if [ "$kind" = cpu ]; then
   fi
 fi
 
+# without the buildx plugin, BuildKit cannot be asked for: the classic builder builds these Dockerfiles too
+if ! docker buildx version >/dev/null 2>&1; then
+  export DOCKER_BUILDKIT=0
+fi
+
 echo "build.sh: docker build --network host -f Dockerfile.$kind -t $image (+ the host's pip setup: $(cut -d= -f1 "$tmp/build-args" | tr '\n' ' '))"
 docker build --network host -f "Dockerfile.$kind" -t "$image" "${args[@]}" "$@" .

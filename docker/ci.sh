@@ -33,6 +33,14 @@ loud() {
 since() { echo $(( $(date +%s) - $1 )); }
 
 # ---- the engine ---------------------------------------------------------------------------------
+# On a fresh Debian machine as root, install the engine (and debootstrap for the base image) first;
+# where that is impossible the step below says so loudly and the rest of CI still runs.
+if [ "$(id -u)" = 0 ] && ! command -v dockerd >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "ci.sh: installing Debian's docker.io and debootstrap"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null; }; then
+    echo "ci.sh: apt-get could not install docker.io"
+  fi
+fi
 dockerd_pid=""
 engine_problem=""
 if ! command -v docker >/dev/null 2>&1; then

@@ -52,7 +52,8 @@ def constraints(pins: Path) -> list[str]:
 def freeze() -> list[str]:
     pins = {canonical(d.metadata["Name"]): f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()}
     keep = [pin for name, pin in sorted(pins.items()) if name not in SKIP | DEV_ONLY | {"pip", "wheel"}]
-    return ["# pins of the image's dependencies (CPU and CUDA): from a working .venv, by", "# `.venv/bin/python docker/deps.py freeze > docker/constraints.txt`", *keep]
+    return ["# pins of the image's dependencies (CPU and CUDA): from a working .venv, by",
+            "# `.venv/bin/python docker/deps.py freeze > docker/constraints.txt`", *keep]
 
 
 def main(argv: list[str]) -> int:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import signal
-import shlex
 import subprocess
 import sys
 import tempfile
