@@ -123,9 +123,30 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """Data-parallel training with torchrun + DistributedDataParallel (``train.distributed``).
+
+    World size = nproc_per_node * nnodes; 1 trains in this process as before. Each stage's
+    ``batch_size`` is the global batch, split evenly over the processes.
+    """
+
+    nproc_per_node: int = field(default=1, metadata=positive())  # processes on each node (one per GPU)
+    nnodes: int = field(default=1, metadata=positive())
+    node_rank: int = field(default=0, metadata=non_negative())  # this node's index, 0 .. nnodes-1
+    master_addr: str = "127.0.0.1"  # node 0's address, reachable from every node
+    master_port: int = field(default=29500, metadata=_range(0, 65535))  # 0: a free port (single node only)
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on the CPU
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = True
+    distributed: DistributedConfig = DistributedConfig()
     autoencoder: StageConfig = StageConfig(epochs=10, noise_std=0.01, input_dropout=0.1)
     dialogue: StageConfig = StageConfig()
     optimized: StageConfig = StageConfig(
@@ -163,6 +184,14 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class ReliabilityConfig:
+    """The `reliability` stage: the bad-input table and fault drills (tests marked bad_input / fault), run now."""
+
+    run: bool = True
+    include_slow: bool = False  # also the drills that run whole nested pipelines (minutes); `make test` runs them
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = field(default=0, metadata=non_negative())
     data: DataConfig = DataConfig()
@@ -171,6 +200,7 @@ class Params:
     train: TrainConfig = TrainConfig()
     bench: BenchConfig = BenchConfig()
     gate: GateConfig = GateConfig()
+    reliability: ReliabilityConfig = ReliabilityConfig()
 
     def stage(self, name: str) -> StageConfig:
         if name not in STAGE_NAMES:
@@ -313,6 +343,7 @@ def _check_cross_field(params: Params, source: str) -> None:
             f"{source}: data.val_fraction + data.test_fraction = {d.val_fraction + d.test_fraction:.2f} "
             "leaves under 10% for training; lower them"
         )
+    _check_distributed(params, source)
     for name in STAGE_NAMES:
         s = params.stage(name)
         loss_total = s.cosine_weight + s.mse_weight + s.infonce_weight + s.triplet_weight
@@ -320,4 +351,35 @@ def _check_cross_field(params: Params, source: str) -> None:
             raise ConfigError(
                 f"{source}: train.{name} has every loss weight at 0 (cosine, mse, infonce, triplet); "
                 "set at least one above 0"
+            )
+
+
+def _check_distributed(params: Params, source: str) -> None:
+    dist = params.train.distributed
+    if dist.node_rank >= dist.nnodes:
+        raise ConfigError(
+            f"{source}: train.distributed.node_rank = {dist.node_rank} but train.distributed.nnodes = {dist.nnodes}; "
+            f"node ranks run from 0 to {dist.nnodes - 1}"
+        )
+    if dist.master_port == 0 and dist.nnodes > 1:
+        raise ConfigError(
+            f"{source}: train.distributed.master_port = 0 (any free port) works on one node only; with "
+            f"nnodes = {dist.nnodes} every node must name the same port, e.g. 29500"
+        )
+    check_batch_split(params, dist.world_size, source)
+
+
+def check_batch_split(params: Params, world_size: int, source: str = "params") -> None:
+    """Every stage's global batch must split evenly over ``world_size`` processes."""
+    dist = params.train.distributed
+    for name in STAGE_NAMES:
+        batch = params.stage(name).batch_size
+        if batch % world_size:
+            lower = batch - batch % world_size
+            nearby = f"{lower} or {lower + world_size}" if lower else f"{world_size}"
+            raise ConfigError(
+                f"{source}: train.{name}.batch_size = {batch} does not split evenly over world size {world_size} "
+                f"(train.distributed.nproc_per_node {dist.nproc_per_node} x nnodes {dist.nnodes}); the batch size "
+                f"is the global batch, so set it to a multiple of {world_size} (e.g. {nearby}) or change the "
+                "number of processes"
             )

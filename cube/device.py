@@ -9,6 +9,7 @@ back to the CPU and says why; ``cuda`` fails and names the fix.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -126,3 +127,17 @@ def choose_device(requested: str, probe: CudaProbe | None = None) -> DeviceChoic
     if requested == "cuda":
         raise DeviceError("device 'cuda' was requested but no GPU can be used: " + "; ".join(problems))
     return DeviceChoice(torch.device("cpu"), "auto: falling back to CPU because " + "; ".join(problems))
+
+
+def set_determinism(deterministic: bool) -> None:
+    """``train.deterministic``: deterministic kernels everywhere (on GPU too), or torch's fastest ones.
+
+    cuBLAS needs a fixed workspace for reproducible matmuls; it reads ``CUBLAS_WORKSPACE_CONFIG`` when its
+    handle is first made, so this runs before any CUDA work. An op with no deterministic kernel then raises
+    and names itself, rather than quietly varying between runs.
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic

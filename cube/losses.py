@@ -83,3 +83,67 @@ def curriculum_subset(difficulty: torch.Tensor, epoch: int, config: StageConfig)
     fraction = config.curriculum_start + (1.0 - config.curriculum_start) * progress
     count = max(1, round(fraction * len(difficulty)))
     return torch.argsort(difficulty, stable=True)[:count]
+
+
+# ---------------------------------------------------------------- data-parallel shards
+
+
+def sharded_stage_loss(
+    pred: torch.Tensor, target: torch.Tensor, rows: slice, config: StageConfig, world_size: int,
+    all_reduce_sum,  # noqa: ANN001 - (tensor) -> tensor, summed over the ranks in place
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """This rank's share of ``stage_loss`` of a global batch split over ``world_size`` processes.
+
+    ``target`` is the whole global batch's targets (N rows, every rank holds them); ``pred`` holds the
+    model's outputs for ``target[rows]`` (one ignored row when ``rows`` is empty: a rank must still run
+    forward and backward). Each part is normalised by the global batch, so the ranks' parts add up to
+    the single-process value of every loss, in-batch negatives included: InfoNCE and the triplet take
+    their negatives from all N targets, and the diversity penalty, which couples predictions across
+    ranks, uses the sum of all N normalised predictions (one all-reduce of a D-vector). Its local part
+    has the single-process gradient. Backward on ``world_size * total`` then gives, after DDP averages
+    the ranks' gradients, the single-process gradient up to the order of float additions.
+    Returns the local total and the local (weighted) parts; sum both over the ranks for the values.
+    """
+    n = len(target)
+    count = rows.stop - rows.start
+    local_pred = pred[:count]
+    local_target = target[rows]
+    zero = pred.sum() * 0.0  # keeps every parameter in the graph when this rank holds no rows
+    parts: dict[str, torch.Tensor] = {}
+    if config.cosine_weight:
+        term = (1.0 - F.cosine_similarity(local_pred, local_target, dim=-1)).sum() / n
+        parts["cosine"] = config.cosine_weight * (term + zero)
+    if config.mse_weight:
+        term = (local_pred - local_target).pow(2).sum() / (n * target.shape[1])
+        parts["mse"] = config.mse_weight * (term + zero)
+    if config.infonce_weight or config.triplet_weight:
+        duplicates = _duplicate_targets(target)  # (N, N) over the whole global batch
+        sims = similarity_matrix(local_pred, target)  # (count, N)
+        own = torch.arange(rows.start, rows.stop, device=pred.device)
+    if config.infonce_weight:
+        logits = (sims / config.infonce_temperature).masked_fill(duplicates[rows], float("-inf"))
+        term = F.cross_entropy(logits, own, reduction="sum") / n if count else zero
+        parts["infonce"] = config.infonce_weight * (term + zero)
+    if config.triplet_weight:
+        eye = torch.eye(n, dtype=torch.bool, device=pred.device)
+        blocked = duplicates | eye
+        valid_total = int((~blocked).any(dim=1).sum())  # rows with a negative, over the whole batch
+        term = zero
+        if count and valid_total:
+            positive = sims[torch.arange(count, device=pred.device), own]
+            hardest = sims.masked_fill(blocked[rows], float("-inf")).max(dim=1).values
+            valid = torch.isfinite(hardest)
+            term = F.relu(config.triplet_margin - positive[valid] + hardest[valid]).sum() / valid_total
+        parts["triplet"] = config.triplet_weight * (term + zero)
+    if config.diversity_weight:
+        unit = F.normalize(local_pred, dim=-1)
+        local_sum = unit.sum(dim=0)
+        total_sum = all_reduce_sum(local_sum.detach().clone())  # every rank calls this, rows or not
+        term = zero
+        if n >= 2:
+            # D = (|S|^2 - sum_i |u_i|^2) / (N(N-1)); this part sums to D over the ranks, gradient (2S - 2u_i)/(N(N-1))
+            term = (2.0 * total_sum @ local_sum - total_sum @ total_sum / world_size
+                    - unit.pow(2).sum()) / (n * (n - 1)) + zero
+        parts["diversity"] = config.diversity_weight * term
+    total = torch.stack(list(parts.values())).sum()
+    return total, parts

@@ -3,6 +3,11 @@
 Randomness is derived from (seed, epoch) at the start of every epoch, so an epoch
 re-run after a kill draws exactly the batches and noise it drew the first time:
 on CPU a resumed run ends with the metrics of an uninterrupted one.
+
+Under torchrun (``world`` with more than one process) the model is wrapped in
+DistributedDataParallel; every rank draws the same order and noise for each global
+batch and trains on its share of the rows (``cube.distributed``). Rank 0 validates
+and broadcasts the result, and alone reads and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from cube.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_ch
 from cube.config import ConfigError, StageConfig, to_plain
 from cube.dataset import EmbeddedData
 from cube.device import OutOfDeviceMemory, out_of_memory_message
-from cube.losses import curriculum_subset, stage_loss
+from cube.distributed import World, rank_seed
+from cube.losses import curriculum_subset, sharded_stage_loss, stage_loss
 from cube.processor import EmbeddingProcessor, Mode
 
 log = logging.getLogger(__name__)
@@ -99,8 +105,10 @@ class CubeTrainer:
         fingerprint: str = "",
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         progress: bool = False,
+        world: World | None = None,
     ) -> None:
         self.model = model.to(device)
+        self.world = world or World()
         self.stage = stage
         self.config = config
         self.data = data
@@ -119,6 +127,10 @@ class CubeTrainer:
             if config.scheduler == "plateau" else None
         )
         self.inputs, self.targets, self.difficulty = self._training_set()
+        self.ddp = None
+        if self.world.distributed:  # a collective: every rank builds its trainer at the same point
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
     # ------------------------------------------------------------ set-up
 
@@ -163,6 +175,10 @@ class CubeTrainer:
             inputs = inputs * keep / (1.0 - self.config.input_dropout)
         return inputs
 
+    def _validate_on_main(self) -> dict[str, float]:
+        """Rank 0 validates, every rank gets its numbers (so schedules and early stopping stay in step)."""
+        return self.world.broadcast(self.validate() if self.world.is_main else None)
+
     def validate(self) -> dict[str, float]:
         """Question -> answer metrics on val; for the autoencoder also denoising of val sentences
         corrupted the same way every epoch (``noisy_cosine`` is what doing nothing scores)."""
@@ -179,7 +195,7 @@ class CubeTrainer:
     # ------------------------------------------------------------ checkpoints
 
     def _save(self, epoch: int, history: list[dict[str, Any]], best: dict[str, Any], done: bool) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not self.world.is_main:
             return
         optim_tensors, optim_meta = _flatten_optimizer(self.optimizer.state_dict())
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -198,11 +214,14 @@ class CubeTrainer:
         save_checkpoint(self.checkpoint_dir, tensors, meta)
 
     def _resume(self) -> tuple[int, list[dict[str, Any]], dict[str, Any], bool] | None:
-        if self.checkpoint_dir is None or not has_checkpoint(self.checkpoint_dir):
-            return None
-        checkpoint = load_checkpoint(self.checkpoint_dir)
-        if checkpoint.meta.get("resume_key") != self.resume_key:
-            log.info("checkpoint in %s is from other params; stage %s starts afresh", self.checkpoint_dir, self.stage)
+        checkpoint = None
+        if self.world.is_main and self.checkpoint_dir is not None and has_checkpoint(self.checkpoint_dir):
+            checkpoint = load_checkpoint(self.checkpoint_dir)
+            if checkpoint.meta.get("resume_key") != self.resume_key:
+                log.info("checkpoint in %s is from other params; stage %s starts afresh", self.checkpoint_dir, self.stage)
+                checkpoint = None
+        checkpoint = self.world.broadcast(checkpoint)  # the other ranks resume from rank 0's checkpoint
+        if checkpoint is None:
             return None
         meta = checkpoint.meta
         self.model.load_state_dict(checkpoint.group("model"))
@@ -221,35 +240,63 @@ class CubeTrainer:
         dtype = torch.bfloat16 if self.config.autocast == "bf16" else torch.float16
         return torch.autocast("cuda", dtype=dtype)
 
-    def _step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, dict]:
-        """Forward, loss, backward and optimizer step on one batch."""
-        with self._autocast():
-            loss, parts = stage_loss(self.model(inputs).float(), targets, self.config)
+    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"stage {self.stage!r}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
                 "the last good checkpoint is kept; lower train."
                 f"{self.stage}.lr or set grad_clip"
             )
+
+    def _update(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
+
+    def _step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, dict]:
+        """Forward, loss, backward and optimizer step on one batch."""
+        with self._autocast():
+            loss, parts = stage_loss(self.model(inputs).float(), targets, self.config)
+        self._check_finite(loss, epoch, step)
+        self._update(loss)
         return loss, parts
 
+    def _sharded_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, dict]:
+        """``_step`` of one global batch (``inputs``, ``targets``: all of it) with this rank's share of the rows.
+
+        The loss value, its parts and the NaN check are the global batch's, the same on every rank.
+        """
+        world = self.world
+        rows = world.shard(len(targets))
+        local = inputs[rows] if rows.stop > rows.start else inputs[:1]  # no rows: one ignored row, weight 0
+        with self._autocast():
+            pred = self.ddp(local.to(self.device)).float()
+            total, parts = sharded_stage_loss(pred, targets.to(self.device), rows, self.config, world.world_size,
+                                              world.all_reduce_sum)
+        values = world.all_reduce_sum(torch.stack([total.detach(), *(p.detach() for p in parts.values())]))
+        loss = values[0]
+        self._check_finite(loss, epoch, step)  # the same global value on every rank: all stop together
+        self._update(total * world.world_size)  # DDP averages gradients over the ranks; the parts were sums
+        return loss, {name: float(value) for name, value in zip(parts, values[1:])}
+
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float], int]:
-        torch.manual_seed(epoch_seed(self.seed, epoch))
+        torch.manual_seed(rank_seed(epoch_seed(self.seed, epoch), self.world.rank))  # rank-local randomness
+        # shared draws: every rank takes the same order and noise for the global batch, then its rows
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         subset = curriculum_subset(self.difficulty, epoch, self.config)
         order = subset[torch.randperm(len(subset), generator=generator)]
-        self.model.train()
+        (self.ddp if self.ddp is not None else self.model).train()
         total, parts_total, batches = 0.0, {}, 0
         for step, batch in enumerate(order.split(self.config.batch_size)):
-            inputs = self.corrupt(self.inputs[batch], generator).to(self.device)
-            targets = self.targets[batch].to(self.device)
+            inputs = self.corrupt(self.inputs[batch], generator)
+            targets = self.targets[batch]
             try:
-                loss, parts = self._step(inputs, targets, epoch, step)
+                if self.ddp is not None:
+                    loss, parts = self._sharded_step(inputs, targets, epoch, step)
+                else:
+                    loss, parts = self._step(inputs.to(self.device), targets.to(self.device), epoch, step)
             except torch.OutOfMemoryError:
                 raise OutOfDeviceMemory(out_of_memory_message(
                     f"stage {self.stage!r}, epoch {epoch + 1}, step {step + 1}", self.config.batch_size, self.device,
@@ -265,7 +312,7 @@ class CubeTrainer:
         resumed = self._resume()
         if resumed is None:
             first_epoch, history, stopped_early = 0, [], False
-            baseline = self.validate()  # epoch 0: the model before this stage trains
+            baseline = self._validate_on_main()  # epoch 0: the model before this stage trains
             best = {"epoch": 0, "value": baseline[self.monitor], "since": 0,
                     "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
             resumed_from = None
@@ -278,13 +325,13 @@ class CubeTrainer:
             if completed:
                 first_epoch = self.config.epochs
         bar = tqdm(total=self.config.epochs, initial=first_epoch, desc=f"training {self.stage}", unit="epoch",
-                   disable=not self.progress)
+                   disable=not self.progress or not self.world.is_main)
         for epoch in range(first_epoch, self.config.epochs):
             if stopped_early:
                 break
             tick = time.perf_counter()
             loss, parts, used = self._train_epoch(epoch)
-            val = self.validate()
+            val = self._validate_on_main()
             value = val[self.monitor]
             if self.scheduler:
                 self.scheduler.step(value)

@@ -46,12 +46,23 @@ def cmd_datasets(params: Params, args: argparse.Namespace) -> None:
           f"{sum(t.encoded for t in data.teachers)} sentences encoded, {sum(t.cache_hits for t in data.teachers)} cached")
 
 
-def cmd_train(params: Params, args: argparse.Namespace) -> None:
-    from harness.train import run_stage
+def cmd_train(params: Params, args: argparse.Namespace) -> int | None:
+    """One stage here, or, with train.distributed world size above 1, as torchrun workers (its exit status)."""
+    from cube.config import params_from_dict
+    from cube.distributed import world_from_env
+    from harness.train import launch, needs_launch, run_stage
 
+    if args.node_rank is not None:  # this node's rank without a params file of its own (multi-node)
+        raw = params.to_dict()
+        raw["train"]["distributed"]["node_rank"] = args.node_rank
+        params = params_from_dict(raw, source=f"{args.params} with --node-rank {args.node_rank}")
+    if needs_launch(params):
+        return launch(params, args.stage, args.params, args.node_rank)
     summary = run_stage(params, args.stage)
-    print(f"{args.stage}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
-          f"val {summary['monitor']} {summary['best_value']:.4f}")
+    if world_from_env().is_main:
+        print(f"{args.stage}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
+              f"val {summary['monitor']} {summary['best_value']:.4f}")
+    return None
 
 
 def cmd_evaluate(params: Params, args: argparse.Namespace) -> None:
@@ -70,6 +81,19 @@ def cmd_bench(params: Params, args: argparse.Namespace) -> None:
     result = run_bench(params)
     for row in result["rows"]:
         print(f"{row['phase']:>8} batch {row['batch_size']:>5}: {row['samples_per_s']:>12,.0f} samples/s")
+
+
+def cmd_reliability(params: Params, args: argparse.Namespace) -> None:
+    from harness.reliability import run_drills
+
+    result = run_drills(params)
+    if not result["run"]:
+        print(f"reliability drills not run: {result['reason']}")
+        return
+    for kind in ("bad_input", "fault"):
+        counts = result[kind]
+        print(f"{kind}: {counts['passed']} of {counts['tried']} passed"
+              + (f"; FAILED: {', '.join(counts['failed'])}" if counts["failed"] else ""))
 
 
 def cmd_report(params: Params, args: argparse.Namespace) -> None:
@@ -101,12 +125,13 @@ def cmd_gate(params: Params, args: argparse.Namespace) -> None:
         raise GateFailed()
 
 
-COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = {
+COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], int | None], str]] = {
     "check": (cmd_check, "validate params.yaml"),
     "datasets": (cmd_datasets, "corpus -> pairs -> split -> teacher embeddings (cached)"),
     "train": (cmd_train, "train one stage from the previous stage's checkpoint"),
     "evaluate": (cmd_evaluate, "every stage and baseline on the test split"),
     "bench": (cmd_bench, "throughput, latency and memory of the cube"),
+    "reliability": (cmd_reliability, "run the bad-input table and the fault drills now and count them"),
     "report": (cmd_report, "write reports/report.md and its plots"),
     "doctor": (cmd_doctor, "torch build, GPUs, whether the build can drive them, NVML, CPU; the device choice"),
     "gate": (cmd_gate, "compare this run's metrics with reports/baseline.json; non-zero exit on a regression"),
@@ -121,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=help_text)
         if name == "train":
             sub.add_argument("stage", choices=paths.STAGES)
+            sub.add_argument("--node-rank", type=int, default=None,
+                             help="this node's rank in a multi-node run (overrides train.distributed.node_rank)")
         if name == "gate":
             sub.add_argument("--update", action="store_true", help="make this run's metrics the profile's baseline")
             sub.add_argument("--baseline", type=Path, default=None, help="baseline file (default: gate.baseline)")
@@ -129,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         params = load_params(args.params)
-        COMMANDS[args.command][0](params, args)
+        status = COMMANDS[args.command][0](params, args)
+        if status:  # a command that ran others (torchrun workers) passes their failure on
+            return status
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from cube.device import OutOfDeviceMemory, out_of_memory_message
 from cube.processor import EmbeddingProcessor
 from harness import paths
 from harness.doctor import diagnose
-from harness.peers import PerSampleLoop, reference_processor
+from harness.peers import Conv3dReference, EagerReference, PerSampleLoop, reference_processor
 from harness.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
 from harness.scaling import run_scaling
 from harness.trackers import PeakRssTracker, cuda_memory, nvml_memory, summarise_latency, time_calls, time_interleaved
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 # Forward + backward of a layer costs about 3x its forward (two matmuls back for one forward).
 TRAIN_FLOPS_FACTOR = 3
+PEERS = ("per_sample_loop", "conv3d_reference", "eager_reference")
+# Issue 6's targets. Ratios are own ÷ eager reference in samples/s, measured in one run at bench.peer_batch_size;
+# absolute CUDA figures are at TARGET_BATCH (the bench adds that batch to its sweep on a GPU).
+TARGET_BATCH = 8192
+GiB = 2**30
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -69,7 +74,7 @@ def batch_inputs(batch: int, dim: int, device: torch.device) -> tuple[torch.Tens
 
 
 def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device) -> dict[str, Any]:
-    """The cube against the same computation done two other ways, at one batch size, as speed ratios.
+    """The cube against the same computation done three other ways, at one batch size, as speed ratios.
 
     Each implementation gets its own copy of the weights (one's optimizer steps never move another's).
     They are timed in alternation and each ratio is the median of per-repeat ratios, so load from
@@ -81,7 +86,8 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
     implementations = {
         "own": copy.deepcopy(model),
         "per_sample_loop": PerSampleLoop(copy.deepcopy(model)),
-        "conv3d_reference": reference_processor(model),
+        "conv3d_reference": reference_processor(model, Conv3dReference),
+        "eager_reference": reference_processor(model, EagerReference),
     }
     steps = {name: phases(implementation, x, target) for name, implementation in implementations.items()}
     rows, ratios = [], {}
@@ -92,11 +98,46 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
                                  bench.repeats)
         rows += [{"implementation": name, "phase": phase, "batch_size": batch, **summarise_latency(t, batch)}
                  for name, t in times.items()]
-        for peer in ("per_sample_loop", "conv3d_reference"):
+        for peer in PEERS:
             paired = [theirs / ours for theirs, ours in zip(times[peer], times["own"])]
             ratios[f"{phase}_own_vs_{peer}"] = statistics.median(paired)
     return {"batch_size": batch, "rows": rows, "speed_ratios": ratios,
             "own_at_least_as_fast": all(value >= 1.0 for value in ratios.values())}
+
+
+def _target(name: str, device: str, goal: float, at_least: bool, unit: str, value: float | None, run_device: str,
+            missing: str) -> dict[str, Any]:
+    """One target row; ``value`` None with ``missing`` saying why (another device's target, or no such row)."""
+    row: dict[str, Any] = {"target": name, "device": device, "goal": f"{'≥' if at_least else '≤'} {goal:,g}{unit}",
+                           "value": None, "met": None}
+    if device != run_device:
+        return row | {"note": f"not measured here ({run_device.upper()} run)"}
+    if value is None:
+        return row | {"note": missing}
+    return row | {"value": value, "met": value >= goal if at_least else value <= goal, "note": ""}
+
+
+def issue_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 6's targets against a bench result: what was asked, on which device, what this run measured, met or not.
+
+    A target for the other kind of device is listed as not measured here, never as met or missed.
+    """
+    run_device = "cuda" if result["device"].startswith("cuda") else "cpu"
+    ratio = result["peers"]["speed_ratios"].get("train_own_vs_eager_reference")
+    at_batch = {r["phase"]: r for r in result["rows"] if r["batch_size"] == TARGET_BATCH}
+    train, forward = at_batch.get("train", {}), at_batch.get("forward", {})
+    peak = train.get("cuda_max_allocated_mib")
+    no_row = f"not measured (no batch {TARGET_BATCH} figure in this run)"
+    return [
+        _target("train_own_vs_eager_reference", "cpu", 1.5, True, "x", ratio, run_device, "no eager reference ratio"),
+        _target("train_own_vs_eager_reference", "cuda", 3.5, True, "x", ratio, run_device, "no eager reference ratio"),
+        _target(f"train samples/s at batch {TARGET_BATCH}", "cuda", 150_000, True, "", train.get("samples_per_s"),
+                run_device, no_row),
+        _target(f"train peak allocated GiB at batch {TARGET_BATCH}", "cuda", 4, False, " GiB",
+                None if peak is None else peak * 2**20 / GiB, run_device, no_row),
+        _target(f"forward samples/s at batch {TARGET_BATCH}", "cuda", 400_000, True, "", forward.get("samples_per_s"),
+                run_device, no_row),
+    ]
 
 
 def run_bench(params: Params) -> dict[str, Any]:
@@ -108,12 +149,20 @@ def run_bench(params: Params) -> dict[str, Any]:
     bench = params.bench
 
     rows = []
-    for batch in tqdm(bench.batch_sizes, desc="bench: batch sweep", unit="batch"):
+    sweep = list(bench.batch_sizes)
+    if device.type == "cuda" and TARGET_BATCH not in sweep:
+        sweep.append(TARGET_BATCH)  # issue 6's GPU targets are figures at this batch
+    for batch in tqdm(sweep, desc="bench: batch sweep", unit="batch"):
         x, target = batch_inputs(batch, dim, device)
         for phase, fn in phases(model, x, target).items():
             try:
                 rows.append(measure_phase(model, fn, phase, batch, device, bench.warmup, bench.repeats))
             except torch.OutOfMemoryError:
+                if batch not in bench.batch_sizes:  # only the added target batch: its targets read "not measured"
+                    log.warning("bench: out of %s memory at the target batch %d; its targets stay unmeasured",
+                                device, batch)
+                    torch.cuda.empty_cache()
+                    continue
                 raise OutOfDeviceMemory(out_of_memory_message(f"bench, {phase}", batch, device,
                                                               "bench.batch_sizes")) from None
 
@@ -143,5 +192,6 @@ def run_bench(params: Params) -> dict[str, Any]:
         "peers": peers, "roofline": {"batch_size": largest, **lines}, "scaling": scaling,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
     }
+    result["targets"] = issue_targets(result)
     atomic.write_json(paths.BENCH_METRICS, result)
     return result

@@ -10,7 +10,7 @@ from cube import atomic, baselines
 from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.config import Params
 from cube.dataset import load_embedded
-from cube.device import choose_device
+from cube.device import choose_device, set_determinism
 from cube.processor import EmbeddingProcessor, Mode
 from cube.trainer import predict
 from harness import paths
@@ -18,6 +18,7 @@ from harness import paths
 
 def evaluate_all(params: Params) -> dict[str, Any]:
     data = load_embedded(paths.EMBEDDED)
+    set_determinism(params.train.deterministic)
     device = choose_device(params.train.device)
     result: dict[str, Any] = {"stages": {}, "baselines": {}, "test_pairs": len(data.test),
                               "test_candidates": len(data.test.candidates)}

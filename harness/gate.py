@@ -20,6 +20,7 @@ from cube.config import GateConfig, Params
 from harness import paths
 
 Kind = Literal["quality", "exact", "ratio"]
+UNMEASURED = ("gate", "reliability")  # sections that change no gated figure: not part of the profile key
 QUALITY_TOLERANCE = {"cosine": "cosine_drop", "recall@1": "recall_drop", "mrr": "mrr_drop"}
 
 
@@ -42,7 +43,9 @@ class Check:
 
 def profile_key(params: Params) -> str:
     """sha256 of every parameter except the gate's own settings, so loosening a tolerance keeps the baseline."""
-    measured = {section: value for section, value in params.to_dict().items() if section != "gate"}
+    measured = {section: value for section, value in params.to_dict().items() if section not in UNMEASURED}
+    # how many processes train changes the figures by float rounding only, far inside the gate's tolerances
+    measured["train"] = {key: value for key, value in measured["train"].items() if key != "distributed"}
     canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
@@ -117,6 +120,17 @@ def current_metrics() -> dict[str, dict[str, Any]]:
     return collect(evaluation, bench)
 
 
+def reliability_checks() -> list[Check]:
+    """Every drill the reliability stage ran must have passed: an absolute rule, not one against the baseline."""
+    if not paths.RELIABILITY_METRICS.exists():
+        return []
+    drills = _read_json(paths.RELIABILITY_METRICS, "run `dvc repro` (the reliability stage) first")
+    if not drills.get("run"):
+        return []
+    return [Check(f"reliability.{kind}.failed", "exact", 0, len(drills[kind]["failed"]),
+                  "ok" if not drills[kind]["failed"] else "REGRESSION") for kind in ("bad_input", "fault")]
+
+
 def run_gate(params: Params, baseline_path: Path | None = None, update: bool = False) -> tuple[bool, str]:
     """(passed, markdown). With ``update`` the current metrics become this profile's baseline."""
     baseline_path = baseline_path or Path(params.gate.baseline)
@@ -134,7 +148,7 @@ def run_gate(params: Params, baseline_path: Path | None = None, update: bool = F
         known = ", ".join(stored["profiles"]) or "none"
         raise GateError(f"{baseline_path} has no baseline for this params profile ({key}; known: {known}). If the "
                         "params change is intended, record one with `python -m harness gate --update` and commit it")
-    checks = compare(profile["metrics"], current, params.gate)
+    checks = compare(profile["metrics"], current, params.gate) + reliability_checks()
     failed = [c for c in checks if c.failed]
     summary = (f"gate FAILED: {len(failed)} of {len(checks)} metrics regressed or went missing" if failed
                else f"gate passed: {len(checks)} metrics within tolerance of the baseline")

@@ -27,6 +27,7 @@ def train_metrics(stage: str) -> Path:
 
 EVALUATE_METRICS = METRICS / "evaluate.json"
 BENCH_METRICS = METRICS / "bench.json"
+RELIABILITY_METRICS = METRICS / "reliability.json"
 DOCTOR = METRICS / "doctor.json"
 DATA_CARD = METRICS / "data_card.json"
 PARAMS_CHECK = Path("data/params.checked")

@@ -6,6 +6,13 @@ a 1x1x1 update conv. It holds a copy of a ``CubeLattice``'s weights and computes
 speed difference is the implementation, not the model. It pays for all 27 stencil taps although only 7
 are nonzero, as the usual NCA code does.
 
+``EagerReference`` is the default cube written the straightforward eager way, as one would first write it:
+the channels-last state zero-padded with ``F.pad`` (wrapped for periodic), the 6 face neighbours sliced out of
+the padded tensor, concatenated with the own state and the external input, then ``Linear`` -> ReLU ->
+``Linear`` and ``state += update``, T times, all differentiated by autograd. Its parameters are named as
+``CubeLattice``'s, so it loads a lattice's state_dict as it is. It is the peer the project's own propagation
+must beat (issue 6: training at least 1.5x on a 2-core CPU, 3.5x on a GPU).
+
 ``PerSampleLoop`` runs a model one sample at a time in a Python loop, the way the earlier trainer did.
 """
 
@@ -15,6 +22,7 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cube.lattice import CubeLattice
@@ -108,11 +116,71 @@ class Conv3dReference(nn.Module):
         return per_cell * math.prod(self.lattice) * self.steps
 
 
-def reference_processor(model: EmbeddingProcessor) -> EmbeddingProcessor:
-    """A deep copy of ``model`` whose cube runs as ``Conv3dReference``: same (B, D) -> (B, D) map, same
-    reshaper, scaling and residual (``EmbeddingProcessor.forward`` only calls ``self.lattice(cells)``)."""
+class _Layers(nn.Module):
+    """Just the two Linear layers, under the names ``CubeLattice.cell`` gives them."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.perceive = nn.Linear(7 * channels + 1, hidden)
+        self.update = nn.Linear(hidden, channels)
+
+
+class EagerReference(nn.Module):
+    """The cube's cell rule in plain eager PyTorch over (B, X, Y, Z, C); same inputs and outputs as ``CubeLattice``."""
+
+    # F.pad pads the last dimensions first: channels by 0, then Z, Y and X by 1 on each side
+    PADDING = (0, 0, 1, 1, 1, 1, 1, 1)
+
+    def __init__(self, lattice: tuple[int, int, int], channels: int = 8, hidden: int = 32, steps: int = 10,
+                 boundary: str = "walls", position_code: bool = True) -> None:
+        super().__init__()
+        self.lattice = tuple(lattice)
+        self.steps = steps
+        self.boundary = boundary
+        self.seed_state = nn.Linear(1, channels)
+        self.cell = _Layers(channels, hidden)
+        self.readout = nn.Linear(channels, 1)
+        self.position = nn.Parameter(torch.zeros(*self.lattice, channels)) if position_code else None
+
+    @classmethod
+    def from_lattice(cls, lattice: CubeLattice) -> EagerReference:
+        """A reference holding copies (fresh Parameters, trainable on their own) of ``lattice``'s weights."""
+        cell = lattice.cell
+        ref = cls(lattice.lattice, lattice.channels, cell.perceive.out_features, lattice.steps, lattice.boundary,
+                  lattice.position is not None)
+        ref.load_state_dict(lattice.state_dict())  # same parameter names; load_state_dict copies
+        weight = cell.perceive.weight
+        return ref.to(device=weight.device, dtype=weight.dtype)
+
+    def pad(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, X+2, Y+2, Z+2, C): zeros around the lattice (walls), or its opposite faces (periodic)."""
+        if self.boundary == "periodic":  # circular padding works on the trailing dims of a channels-first tensor
+            return F.pad(state.movedim(-1, 1), self.PADDING[2:], mode="circular").movedim(1, -1)
+        return F.pad(state, self.PADDING)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        external = values.unsqueeze(-1)  # (B, X, Y, Z, 1)
+        state = self.seed_state(external)
+        if self.position is not None:
+            state = state + self.position
+        inner = slice(1, -1)
+        for _ in range(self.steps):
+            padded = self.pad(state)
+            faces = [padded[:, 2:, inner, inner], padded[:, :-2, inner, inner],  # +X, -X
+                     padded[:, inner, 2:, inner], padded[:, inner, :-2, inner],  # +Y, -Y
+                     padded[:, inner, inner, 2:], padded[:, inner, inner, :-2]]  # +Z, -Z
+            hidden = torch.relu(self.cell.perceive(torch.cat([state, *faces, external], dim=-1)))
+            state = state + self.cell.update(hidden)
+        return self.readout(state).squeeze(-1)
+
+
+def reference_processor(model: EmbeddingProcessor, peer: type[Conv3dReference] | type[EagerReference] = Conv3dReference,
+                        ) -> EmbeddingProcessor:
+    """A deep copy of ``model`` whose cube runs as ``peer`` (``Conv3dReference`` or ``EagerReference``): same
+    (B, D) -> (B, D) map, same reshaper, scaling and residual (``EmbeddingProcessor.forward`` only calls
+    ``self.lattice(cells)``)."""
     reference = copy.deepcopy(model)
-    reference.lattice = Conv3dReference.from_lattice(model.lattice)
+    reference.lattice = peer.from_lattice(model.lattice)
     return reference
 
 

@@ -45,6 +45,7 @@ def provenance(params: Params, device: DeviceChoice) -> dict[str, Any]:
         "git_revision": git_revision(),
         "params_hash": params.params_hash(),
         "seed": params.seed,
+        "deterministic_algorithms": params.train.deterministic,
         "device": str(device.device),
         "device_reason": device.reason,
         "cpu": platform.processor() or platform.machine(),

@@ -12,6 +12,7 @@ from cube.checkpoint import SIDECAR
 from cube.config import Params
 from cube.device import choose_device
 from harness import paths, plots
+from harness.bench import issue_targets
 from harness.provenance import provenance
 
 QUALITY = ["cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness"]
@@ -86,7 +87,9 @@ def build_report(params: Params) -> Path:
     out += ["## Provenance", ""]
     out.append(_table(["item", "value"], [
         ["git revision", origin["git_revision"]], ["params hash (sha256)", origin["params_hash"]],
-        ["seed", origin["seed"]], ["device", origin["device"]], ["why this device", origin["device_reason"]],
+        ["seed", origin["seed"]],
+        ["deterministic algorithms (train.deterministic)", "on" if origin["deterministic_algorithms"] else "off"],
+        ["device", origin["device"]], ["why this device", origin["device_reason"]],
         ["cpu threads", origin["cpu_threads"]],
         *[[name, version] for name, version in origin["libraries"].items()],
         ["written at (UTC)", origin["written_at"]],
@@ -137,9 +140,10 @@ def build_report(params: Params) -> Path:
 
     out += _device_section(bench["doctor"])
     out += _speed_sections(bench)
-    out += _peer_section(bench["peers"])
+    out += _peer_section(bench["peers"], bench.get("targets") or issue_targets(bench), bench["device"])
     out += _roofline_section(bench["roofline"], bench["device"])
     out += _scaling_section(bench["scaling"])
+    out += _reliability_section(_read(paths.RELIABILITY_METRICS))
 
     atomic.write_text(paths.REPORT, "\n".join(out))
     return paths.REPORT
@@ -193,22 +197,44 @@ def _speed_sections(bench: dict[str, Any]) -> list[str]:
 
 
 PEER_NAMES = {"own": "this project's cube", "per_sample_loop": "same cube, one sample at a time (earlier trainer's loop)",
-              "conv3d_reference": "NCA-style reference: 3x3x3 conv3d + 1x1x1 conv3d"}
+              "conv3d_reference": "NCA-style reference: 3x3x3 conv3d + 1x1x1 conv3d",
+              "eager_reference": "eager reference: F.pad, slices, cat, Linear, ReLU, Linear (autograd)"}
 
 
-def _peer_section(peers: dict[str, Any]) -> list[str]:
+def _met(met: bool | None) -> str:
+    return "n/a" if met is None else ("**yes**" if met else "**NO**")
+
+
+def _peer_section(peers: dict[str, Any], targets: list[dict[str, Any]], device: str) -> list[str]:
     rows = [[PEER_NAMES.get(r["implementation"], r["implementation"]), r["phase"], r["samples_per_s"],
              r["samples_per_s_min"], r["samples_per_s_max"], r["latency_ms_p50"]] for r in peers["rows"]]
     ratios = peers["speed_ratios"]
-    verdict = ("The project's implementation is at least as fast as both peers in both phases."
+    here = "cuda" if device.startswith("cuda") else "cpu"
+    goals = {t["target"]: t for t in targets if t["device"] == here}  # the ratio targets for this run's device
+    ratio_rows = [[name.replace("_", " "), value, goals[name]["goal"] + f" ({here.upper()})" if name in goals else "-",
+                   _met(goals[name]["met"]) if name in goals else "-"] for name, value in ratios.items()]
+    verdict = ("The project's implementation is at least as fast as every peer in both phases."
                if peers["own_at_least_as_fast"] else
                "**The project's implementation is slower than a peer in at least one phase** (ratio below 1 above).")
     return ["## Peers (same weights, same function, measured in this run)", "",
-            f"Batch {peers['batch_size']}. The three are timed in alternation, repeat by repeat; a ratio is the "
-            "median over repeats of peer time ÷ own time (above 1: ours is faster).", "",
+            f"Batch {peers['batch_size']}. All implementations are timed in alternation, repeat by repeat; a ratio is "
+            "the median over repeats of peer time ÷ own time, i.e. own samples/s ÷ peer samples/s (above 1: ours is "
+            "faster).", "",
             _table(["implementation", "phase", "samples/s", "min", "max", "latency ms p50"], rows), "",
-            _table(["ratio", "value"], [[name.replace("_", " "), value] for name, value in ratios.items()]), "",
-            verdict, ""]
+            _table(["ratio", "value", "target", "met"], ratio_rows), "",
+            verdict, "", *_targets_section(targets)]
+
+
+def _targets_section(targets: list[dict[str, Any]]) -> list[str]:
+    """Issue 6's targets, each with the device it is set for; the other device's read 'not measured here'."""
+    def value(t: dict[str, Any]) -> Any:
+        return t["note"] if t["value"] is None else t["value"]
+
+    rows = [[t["target"], t["device"].upper(), t["goal"], value(t), _met(t["met"])] for t in targets]
+    return ["### Targets (issue 6)", "",
+            "Speed targets of the project's cube: training (forward + cosine loss + backward + AdamW step) against "
+            "the eager reference above, and on a GPU absolute figures from the batch sweep.", "",
+            _table(["target", "device", "goal", "measured", "met"], rows), ""]
 
 
 def _roofline_section(lines: dict[str, Any], device: str) -> list[str]:
@@ -219,8 +245,8 @@ def _roofline_section(lines: dict[str, Any], device: str) -> list[str]:
             for phase, v in lines.items() if phase != "batch_size"]
     forward = lines["forward"]
     return ["## Roofline", "",
-            f"Analytic FLOPs and bytes per sample (cell rule over all cells and steps; bytes as this eager "
-            f"implementation moves them; training = 3x forward), against peaks measured on {device} in this run "
+            f"Analytic FLOPs and bytes per sample (cell rule over all cells and steps; bytes as the project's "
+            f"propagation moves them; training = 3x forward), against peaks measured on {device} in this run "
             f"(dense float32 matmul, large tensor copy), at batch {lines['batch_size']}.", "",
             _table(["phase", "MFLOP/sample", "MiB/sample", "FLOP/byte", "achieved GFLOP/s", "peak matmul GFLOP/s",
                     "copy GB/s", "roofline bound GFLOP/s", "of peak", "of roofline"], rows), "",
@@ -262,5 +288,32 @@ def _scaling_section(scaling: dict[str, Any]) -> list[str]:
         out += [f"Activation checkpointing {'on' if name == 'checkpointed' else 'off'}:", "",
                 _table(header, rows(block["rows"])), "", f"Fitted exponents against steps: {exponents(block['exponent'])}.",
                 ""]
-    out += ["![scaling, log-log](scaling.png)", ""]
+    flat = scaling["by_steps"]["checkpointed"]["exponent"]["saved_memory"]
+    out += [f"With checkpointing on, only the initial state is kept for backward and the states in between are "
+            f"recomputed during it (bisection, at most a fixed number of states held at once), so saved memory "
+            f"against steps has exponent {fmt(flat)} (0 = flat), paid for in time: about T log T recomputed steps "
+            f"instead of none.", "", "![scaling, log-log](scaling.png)", ""]
+    return out
+
+
+RELIABILITY_KINDS = {"bad_input": ("bad inputs", "refused with a clear error, nothing half-written"),
+                     "fault": ("faults injected", "survived: nothing lost, resumed or rebuilt")}
+
+
+def _reliability_section(drills: dict[str, Any]) -> list[str]:
+    out = ["## Reliability (python -m harness reliability, run by this pipeline)", ""]
+    if not drills["run"]:
+        return out + [f"Drills not run in this pipeline run: {drills['reason']}.", ""]
+    rows = []
+    for kind, (tried, passed) in RELIABILITY_KINDS.items():
+        counts = drills[kind]
+        failed = ", ".join(counts["failed"]) or "none"
+        rows.append([tried, counts["tried"], f"{counts['passed']} {passed}", failed, len(counts["left_to_make_test"])])
+    out += [f"pytest `-m \"{drills['selection']}\"` over tests/, {drills['seconds']} s, exit code "
+            f"{drills['pytest_exit_code']}.", "",
+            _table(["drill", "tried", "passed", "failed", "left to `make test` (slow)"], rows), ""]
+    slow = [n for kind in RELIABILITY_KINDS for n in drills[kind]["left_to_make_test"]]
+    if slow:
+        out += ["Not run by this stage (each runs whole nested pipelines; `make test` and CI run them): "
+                + ", ".join(f"`{n.split('::')[-1]}`" for n in slow) + ".", ""]
     return out

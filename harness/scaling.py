@@ -27,7 +27,7 @@ def fitted_exponent(xs: list[float], ys: list[float]) -> float | None:
     if len({p[0] for p in points}) < 2:
         return None
     slope, _ = np.polyfit([p[0] for p in points], [p[1] for p in points], 1)
-    return float(slope)
+    return 0.0 if abs(slope) < 1e-9 else float(slope)  # a flat series reads 0, not least-squares round-off (-0.00)
 
 
 def measure_point(config: CubeConfig, batch: int, device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:

@@ -1,18 +1,35 @@
-"""The training stages: each starts from the previous stage's best weights and logs through dvclive."""
+"""The training stages: each starts from the previous stage's best weights and logs through dvclive.
+
+With ``train.distributed`` world size above 1, ``python -m harness train <stage>`` re-launches
+itself through torchrun (``launch``); each worker then runs ``run_stage`` as one rank.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from cube import atomic
 from cube.checkpoint import load_checkpoint, load_model_weights
-from cube.config import Params
-from cube.dataset import load_embedded
-from cube.device import choose_device
+from cube.config import Params, StageConfig
+from cube.dataset import EmbeddedData, load_embedded
+from cube.device import choose_device, set_determinism
+from cube.distributed import (
+    World,
+    check_gpu_count,
+    launch_command,
+    process_group,
+    resolve_backend,
+    worker_device,
+    world_from_env,
+)
 from cube.processor import EmbeddingProcessor, Mode
 from cube.trainer import CubeTrainer
 from dvclive import Live
@@ -26,22 +43,60 @@ def _fingerprint(params: Params, previous_sha: str | None) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def needs_launch(params: Params) -> bool:
+    """True in the process DVC starts when the stage must run as several torchrun workers."""
+    return params.train.distributed.world_size > 1 and not world_from_env().distributed
+
+
+def launch(params: Params, stage: str, params_path: Path, node_rank: int | None = None) -> int:
+    """Run the stage as this node's ``nproc_per_node`` torchrun workers; their exit status (non-zero on any failure)."""
+    config = params.train.distributed
+    device = choose_device(params.train.device).device
+    resolve_backend(config, device)  # fail here, once, rather than in every worker
+    check_gpu_count(config, device)
+    args = ["harness", "--params", str(params_path), "train", stage]
+    if node_rank is not None:
+        args += ["--node-rank", str(node_rank)]
+    command = launch_command(config, args)
+    print(f"{stage}: {config.nproc_per_node} process(es) on node {config.node_rank} of {config.nnodes}, world size "
+          f"{config.world_size}: {' '.join(command[1:])}", flush=True)
+    status = subprocess.run(command, check=False).returncode
+    if status:
+        print(f"error: stage {stage!r} failed in its torchrun workers (exit status {status}); the workers' errors "
+              "are printed above torchrun's report", file=sys.stderr)
+    return status
+
+
 def run_stage(params: Params, stage: str, progress: bool = True) -> dict[str, Any]:
-    """Train one stage; writes its checkpoint, dvclive logs and ``metrics/train_<stage>.json``."""
+    """Train one stage; writes its checkpoint, dvclive logs and ``metrics/train_<stage>.json``.
+
+    Inside a torchrun worker it is one rank of the run: rank 0 alone reads the previous stage's
+    checkpoint (the others get the weights when DDP wraps the model) and writes every file.
+    """
     config = params.stage(stage)
     data = load_embedded(paths.EMBEDDED)
-    device = choose_device(params.train.device)
+    set_determinism(params.train.deterministic)
+    choice = choose_device(params.train.device)
+    device = worker_device(choice.device, world_from_env())
+    with process_group(params.train.distributed, device) as world:
+        summary = _train(params, stage, config, data, device, choice.reason, world, progress)
+    return summary
+
+
+def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, device: torch.device, device_reason: str,
+           world: World, progress: bool) -> dict[str, Any]:
     torch.manual_seed(params.seed)
     mode = Mode.AUTOENCODER if stage == "autoencoder" else Mode.DIALOGUE
     model = EmbeddingProcessor(data.dim, params.cube, mode)
     previous = paths.PREVIOUS_STAGE[stage]
     previous_sha = None
-    if previous:
+    if previous and world.is_main:
         checkpoint = load_checkpoint(paths.checkpoint_dir(previous))
         load_model_weights(model, checkpoint, "best")
         previous_sha = checkpoint.meta["sha256"]
 
-    with Live(dir=str(paths.DVCLIVE / stage), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+    live = Live(dir=str(paths.DVCLIVE / stage), dvcyaml=None, save_dvc_exp=False, report=None) if world.is_main else None
+    with live or nullcontext():
         def log_epoch(record: dict[str, Any]) -> None:
             for key, value in record.items():
                 if key != "epoch":
@@ -49,9 +104,10 @@ def run_stage(params: Params, stage: str, progress: bool = True) -> dict[str, An
             live.next_step()
 
         trainer = CubeTrainer(
-            model, stage, config, data, seed=params.seed, device=device.device,
+            model, stage, config, data, seed=params.seed, device=device,
             checkpoint_dir=paths.checkpoint_dir(stage),
-            fingerprint=_fingerprint(params, previous_sha), on_epoch=log_epoch, progress=progress,
+            fingerprint=_fingerprint(params, previous_sha), on_epoch=log_epoch if live else None,
+            progress=progress and world.is_main, world=world,
         )
         result = trainer.fit()
 
@@ -69,8 +125,10 @@ def run_stage(params: Params, stage: str, progress: bool = True) -> dict[str, An
         "resumed_from_epoch": result.resumed_from_epoch,
         "wall_seconds": sum(r["seconds"] for r in result.history),
         "parameters": model.parameter_count(),
-        "device": str(device.device),
-        "device_reason": device.reason,
+        "device": str(device),
+        "device_reason": device_reason,
+        "world_size": world.world_size,
     }
-    atomic.write_json(paths.train_metrics(stage), summary)
+    if world.is_main:
+        atomic.write_json(paths.train_metrics(stage), summary)
     return summary

@@ -183,6 +183,7 @@ def file_pairs_from(tmp: Path, pairs: list[tuple[str, str]]) -> list:
     return file_pairs(path)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(("action", "error", "words"), [row[1:] for row in BAD_INPUTS], ids=[row[0] for row in BAD_INPUTS])
 def test_bad_input_gets_a_clear_error(tmp_path, action, error, words):
     before = set(tmp_path.rglob("*"))

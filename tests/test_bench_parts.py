@@ -7,7 +7,9 @@ import torch
 
 from cube.device import CudaProbe, GpuInfo
 from cube.lattice import CubeLattice
+from harness.bench import issue_targets
 from harness.doctor import diagnose, format_report
+from harness.report import _peer_section
 from harness.roofline import roofline
 from harness.scaling import fitted_exponent
 from harness.trackers import nvml_memory, percentile, saved_activation_bytes, summarise_latency, time_interleaved
@@ -58,6 +60,7 @@ def test_saved_activation_bytes_grow_with_steps_and_shrink_with_checkpointing():
              for steps in (2, 4) for ckpt in (False, True)}
     assert saved[(4, False)] > saved[(2, False)] > 0
     assert saved[(4, True)] < saved[(4, False)]
+    assert saved[(4, True)] == saved[(2, True)]  # checkpointing keeps only the initial state, whatever the steps
 
 
 def test_fitted_exponent_recovers_a_power_law():
@@ -72,3 +75,37 @@ def test_roofline_bound_and_fractions():
     assert line["arithmetic_intensity"] == 2.0 and line["bound_by"] == "memory"
     assert line["roofline_bound_flops"] == pytest.approx(2e8)
     assert line["fraction_of_peak"] == pytest.approx(0.1) and line["fraction_of_roofline"] == pytest.approx(0.5)
+
+
+def fake_bench(device: str, ratio: float, rows: list[dict]) -> dict:
+    ratios = {"forward_own_vs_eager_reference": 2.0, "train_own_vs_eager_reference": ratio}
+    return {"device": device, "rows": rows, "peers": {"batch_size": 64, "rows": [], "speed_ratios": ratios,
+                                                      "own_at_least_as_fast": True}}
+
+
+def test_issue_targets_are_judged_on_their_own_device_and_left_unmeasured_on_the_other():
+    cpu = {(t["target"], t["device"]): t for t in issue_targets(fake_bench("cpu", 1.7, []))}
+    assert cpu[("train_own_vs_eager_reference", "cpu")]["met"] is True
+    assert cpu[("train_own_vs_eager_reference", "cpu")]["goal"] == "≥ 1.5x"
+    gpu_rows = [t for (_, device), t in cpu.items() if device == "cuda"]
+    assert len(gpu_rows) == 4 and all(t["met"] is None and t["note"] == "not measured here (CPU run)" for t in gpu_rows)
+    assert issue_targets(fake_bench("cpu", 1.2, []))[0]["met"] is False
+
+    rows = [{"phase": "forward", "batch_size": 8192, "samples_per_s": 500_000.0},
+            {"phase": "train", "batch_size": 8192, "samples_per_s": 200_000.0, "cuda_max_allocated_mib": 5 * 1024.0}]
+    cuda = {t["target"]: t for t in issue_targets(fake_bench("cuda:0", 3.0, rows)) if t["device"] == "cuda"}
+    assert cuda["train_own_vs_eager_reference"]["met"] is False
+    assert cuda["train samples/s at batch 8192"]["met"] is True
+    assert cuda["train peak allocated GiB at batch 8192"]["value"] == pytest.approx(5.0)
+    assert cuda["train peak allocated GiB at batch 8192"]["met"] is False
+    assert cuda["forward samples/s at batch 8192"]["met"] is True
+    unmeasured = issue_targets(fake_bench("cuda:0", 4.0, []))
+    assert [t["note"] for t in unmeasured][2:] == ["not measured (no batch 8192 figure in this run)"] * 3
+
+
+def test_report_shows_the_ratio_targets_next_to_the_ratios():
+    bench = fake_bench("cpu", 1.7, [])
+    text = "\n".join(_peer_section(bench["peers"], issue_targets(bench), "cpu"))
+    assert "| train own vs eager reference | 1.70 | ≥ 1.5x (CPU) | **yes** |" in text
+    assert "| forward own vs eager reference | 2.00 | - | - |" in text
+    assert "| train samples/s at batch 8192 | CUDA | ≥ 150,000 | not measured here (CPU run) | n/a |" in text

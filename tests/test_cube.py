@@ -3,9 +3,11 @@ import dataclasses
 import pytest
 import torch
 
+import cube.lattice as lattice_module
 from cube.config import CubeConfig
 from cube.lattice import CubeLattice, neighbour
 from cube.processor import EmbeddingProcessor, Mode
+from harness.trackers import saved_activation_bytes
 
 
 def unit(n: int, dim: int, seed: int = 0) -> torch.Tensor:
@@ -100,3 +102,99 @@ def test_flops_match_the_cell_rule_arithmetic():
     model = EmbeddingProcessor(768, CubeConfig(lattice=(8, 8, 12)))
     per_cell = 2 * ((7 * 8 + 1) * 32 + 32 * 8)
     assert model.flops_per_sample() == per_cell * 768 * 10
+
+
+# ---------------------------------------------------------------- the fast propagation against autograd's
+
+SMALL = [((3, 4, 5), "walls", True), ((3, 4, 5), "periodic", False), ((1, 2, 3), "walls", False),
+         ((1, 2, 3), "periodic", True), ((2, 1, 2), "periodic", True)]
+SMALL_IDS = [f"{'x'.join(map(str, shape))}-{boundary}-{'pos' if pos else 'nopos'}" for shape, boundary, pos in SMALL]
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def random_lattice(shape, boundary, position_code, steps=4, seed=0, **kwargs) -> CubeLattice:
+    """Every parameter freshly Gaussian, so no symmetry between blocks, axes or directions hides a mix-up."""
+    lattice = CubeLattice(shape, channels=4, hidden=8, steps=steps, boundary=boundary, position_code=position_code,
+                          **kwargs)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in lattice.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return lattice
+
+
+def outputs_and_gradients(lattice: CubeLattice, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Output, and the gradient of a random projection of it with respect to the input and every parameter."""
+    lattice.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_()
+    out = lattice(x)
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(9))).sum().backward()
+    return out.detach(), {"input": x.grad, **{name: p.grad for name, p in lattice.named_parameters()}}
+
+
+def assert_same(got: tuple, want: tuple) -> None:
+    torch.testing.assert_close(got[0], want[0], **TOL)
+    assert set(got[1]) == set(want[1])
+    for name in want[1]:
+        torch.testing.assert_close(got[1][name], want[1][name], **TOL, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
+@pytest.mark.parametrize(("shape", "boundary", "position_code"), SMALL, ids=SMALL_IDS)
+def test_fast_propagation_matches_autograd_on_outputs_and_every_gradient(shape, boundary, position_code, checkpointing):
+    reference = random_lattice(shape, boundary, position_code, fast=False)
+    fast = random_lattice(shape, boundary, position_code, activation_checkpointing=checkpointing)
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+    assert_same(outputs_and_gradients(fast, x), outputs_and_gradients(reference, x))
+
+
+@pytest.mark.parametrize("slots", [0, 1, 2, 8])
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_checkpointed_backward_gives_the_plain_gradients_whatever_its_slot_budget(monkeypatch, slots, steps):
+    """0 slots: every state recomputed from the start; 1-2: bisection that runs out of slots; 8: bisection all the way."""
+    plain = random_lattice((3, 4, 5), "walls", True, steps=steps)
+    checkpointed = random_lattice((3, 4, 5), "walls", True, steps=steps, activation_checkpointing=True)
+    monkeypatch.setattr(lattice_module, "CHECKPOINT_SLOTS", slots)
+    x = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(3))
+    assert_same(outputs_and_gradients(checkpointed, x), outputs_and_gradients(plain, x))
+
+
+def test_saved_memory_is_flat_in_steps_with_checkpointing_and_linear_without():
+    values = torch.randn(2, 4, 4, 4)
+
+    def saved(steps: int, checkpointing: bool) -> int:
+        lattice = CubeLattice((4, 4, 4), steps=steps, activation_checkpointing=checkpointing)
+        return saved_activation_bytes(lambda: lattice(values))
+
+    flat = [saved(steps, True) for steps in (1, 4, 16, 64)]
+    assert len(set(flat)) == 1, flat
+    plain = [saved(steps, False) for steps in (1, 4, 16)]
+    per_step = (plain[1] - plain[0]) / 3
+    assert per_step > 0 and plain[2] - plain[1] == 12 * per_step
+    assert flat[0] < plain[1]
+
+
+def test_no_grad_forward_equals_the_recorded_forward():
+    lattice = random_lattice((3, 4, 5), "walls", True)
+    x = torch.randn(4, 3, 4, 5)
+    with torch.no_grad():
+        inference = lattice(x)
+    torch.testing.assert_close(inference, lattice(x).detach(), rtol=0, atol=0)
+
+
+def test_autocast_falls_back_to_the_autograd_path():
+    fast = random_lattice((3, 4, 5), "periodic", True)
+    reference = random_lattice((3, 4, 5), "periodic", True, fast=False)
+    x = torch.randn(2, 3, 4, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, want = fast(x), reference(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    out.float().sum().backward()
+    assert all(p.grad is not None for p in fast.parameters())
+
+
+def test_parameter_names_are_those_of_existing_checkpoints():
+    names = set(CubeLattice((3, 4, 5)).state_dict())
+    assert names == {"seed_state.weight", "seed_state.bias", "cell.perceive.weight", "cell.perceive.bias",
+                     "cell.update.weight", "cell.update.bias", "readout.weight", "readout.bias", "position"}

@@ -117,6 +117,7 @@ def test_cache_round_trips_unicode_text_and_encodes_nothing_the_second_time(tmp_
     assert torch.equal(second, first.flip(0))
 
 
+@pytest.mark.fault
 def test_corrupted_cache_is_detected_and_rebuilt(tmp_path):
     texts = ["one", "two", "three"]
     calls: list[int] = []

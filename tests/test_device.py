@@ -1,5 +1,7 @@
 """Device choice against faked GPUs and torch builds (the RTX 5090 / sm_120 case among them)."""
 
+import os
+
 import pytest
 import torch
 
@@ -63,3 +65,46 @@ def test_no_gpu():
 def test_second_gpu_used_when_only_it_is_supported():
     probe = CudaProbe("2.5.1+cu124", "12.4", OLD_BUILD[:-1], (RTX5090, GpuInfo(1, "NVIDIA H100", (9, 0))))
     assert choose_device("auto", probe).device == torch.device("cuda", 1)
+
+
+def test_deterministic_switch_sets_torch_cudnn_and_cublas():
+    from cube.device import set_determinism
+
+    try:
+        set_determinism(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+        set_determinism(False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert not torch.backends.cudnn.deterministic
+    finally:
+        set_determinism(False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_deterministic_gpu_training_repeats_bit_for_bit():
+    """train.deterministic on a GPU: two runs of the same seeded steps end with identical weights."""
+    from cube.config import CubeConfig
+    from cube.device import set_determinism
+    from cube.processor import EmbeddingProcessor
+
+    def weights_after_steps() -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = EmbeddingProcessor(384, CubeConfig()).cuda()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        data = torch.nn.functional.normalize(torch.randn(256, 384, generator=torch.Generator().manual_seed(1)), dim=-1).cuda()
+        for batch in data.split(64):
+            loss = 1 - torch.nn.functional.cosine_similarity(model(batch), batch.flip(0)).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return [p.detach().cpu().clone() for p in model.parameters()]
+
+    try:
+        set_determinism(True)
+        first, second = weights_after_steps(), weights_after_steps()
+    finally:
+        set_determinism(False)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))

@@ -9,7 +9,7 @@ from torch import nn
 from cube.config import CubeConfig
 from cube.lattice import CubeLattice
 from cube.processor import EmbeddingProcessor
-from harness.peers import Conv3dReference, PerSampleLoop, dense_kernel, reference_processor, used_taps
+from harness.peers import Conv3dReference, EagerReference, PerSampleLoop, dense_kernel, reference_processor, used_taps
 
 LATTICE = (3, 4, 5)  # non-cubic, so a swapped axis cannot go unnoticed
 CASES = [("walls", True), ("walls", False), ("periodic", True), ("periodic", False)]
@@ -73,6 +73,47 @@ def test_conv3d_reference_matches_cube_output_and_gradients(boundary, position_c
         torch.testing.assert_close(got, want, **TOL, msg=lambda m, name=name: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "autograd"])
+@pytest.mark.parametrize(("boundary", "position_code"), CASES, ids=CASE_IDS)
+def test_eager_reference_matches_cube_output_and_gradients(boundary, position_code, fast):
+    """Against both of the cube's own paths: the fast propagation (hand-written backward) and autograd over ``step``."""
+    lattice = cube(boundary, position_code)
+    lattice.fast = fast
+    ref = EagerReference.from_lattice(lattice)
+    x = cells()
+    x_cube, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_cube, out_ref = lattice(x_cube), ref(x_ref)
+    torch.testing.assert_close(out_ref, out_cube, **TOL)
+
+    upstream = torch.randn(out_cube.shape, generator=torch.Generator().manual_seed(2))
+    (out_cube * upstream).sum().backward()
+    (out_ref * upstream).sum().backward()
+    torch.testing.assert_close(x_ref.grad, x_cube.grad, **TOL)
+    ours = dict(lattice.named_parameters())
+    theirs = dict(ref.named_parameters())
+    assert set(theirs) == set(ours)  # same names: the reference loads a lattice's state_dict as it is
+    for name, param in ours.items():
+        torch.testing.assert_close(theirs[name].grad, param.grad, **TOL, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("boundary", ["walls", "periodic"])
+def test_eager_reference_on_lattices_one_and_two_cells_thick(boundary):
+    """Where padding and slicing meet the edge cases: a side of 1 (a neighbour is a wall, or the cell itself) and of 2."""
+    lattice = CubeLattice((1, 2, 3), channels=4, hidden=8, steps=3, boundary=boundary)
+    randomise(lattice, seed=5)
+    x = torch.randn(2, 1, 2, 3, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(EagerReference.from_lattice(lattice)(x), lattice(x), **TOL)
+
+
+def test_eager_reference_owns_copies_not_the_cubes_parameters():
+    lattice = cube("periodic", True)
+    ref = EagerReference.from_lattice(lattice)
+    assert not {id(p) for p in lattice.parameters()} & {id(p) for p in ref.parameters()}
+    with torch.no_grad():
+        ref.cell.update.bias.add_(1.0)
+    assert not torch.equal(ref(cells()), lattice(cells()))
+
+
 def test_reference_owns_copies_not_the_cubes_parameters():
     lattice = cube("walls", True)
     ref = Conv3dReference.from_lattice(lattice)
@@ -114,12 +155,13 @@ def processor_config(boundary: str, position_code: bool, adapter: str = "none") 
     [("walls", True, "none", 60), ("periodic", False, "none", 60), ("walls", True, "linear", 24)],
     ids=["walls-pos", "periodic-nopos", "adapter"],
 )
-def test_reference_processor_matches_model(boundary, position_code, adapter, dim):
+@pytest.mark.parametrize("peer", [Conv3dReference, EagerReference], ids=["conv3d", "eager"])
+def test_reference_processor_matches_model(boundary, position_code, adapter, dim, peer):
     torch.manual_seed(0)
     model = EmbeddingProcessor(dim, processor_config(boundary, position_code, adapter))
     randomise(model.lattice)
-    ref = reference_processor(model)
-    assert isinstance(ref.lattice, Conv3dReference) and isinstance(model.lattice, CubeLattice)
+    ref = reference_processor(model, peer)
+    assert isinstance(ref.lattice, peer) and isinstance(model.lattice, CubeLattice)
     x = torch.randn(5, dim, generator=torch.Generator().manual_seed(4))
     x_model, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_model, out_ref = model(x_model), ref(x_ref)

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 REPORT_SECTIONS = ["## Provenance", "## Data", "## Quality on the test split", "## Stages", "### autoencoder",
                    "### dialogue", "### optimized", "### advanced", "## Device", "## Throughput and latency", "## Memory",
-                   "## Peers", "## Roofline", "## Scaling", "### Against lattice side", "### Against propagation steps"]
+                   "## Peers", "## Roofline", "## Scaling", "### Against lattice side", "### Against propagation steps",
+                   "## Reliability"]
 REPORT_PNGS = ["loss_curves.png", "test_quality.png", "throughput.png", "scaling.png"]
 
 
@@ -64,7 +65,8 @@ def test_every_declared_metrics_file_exists_with_its_keys(repo):
     bench = json.loads((repo / "metrics/bench.json").read_text())
     assert [r["batch_size"] for r in bench["rows"]] == [1, 1, 16, 16]
     assert set(bench["peers"]["speed_ratios"]) == {f"{phase}_own_vs_{peer}" for phase in ("forward", "train")
-                                                   for peer in ("per_sample_loop", "conv3d_reference")}
+                                                   for peer in ("per_sample_loop", "conv3d_reference", "eager_reference")}
+    assert {t["device"] for t in bench["targets"]} == {"cpu", "cuda"}
     assert [r["side"] for r in bench["scaling"]["by_side"]["rows"]] == [2, 4, 6]
     assert set(bench["scaling"]["by_steps"]) == {"plain", "checkpointed"}
     assert {"forward", "train"} <= set(bench["roofline"])
@@ -152,6 +154,7 @@ def test_exp_run_with_a_changed_value_is_listed_by_exp_show(repo):
     assert 3 in steps
 
 
+@pytest.mark.fault
 def test_sigkill_mid_stage_then_rerun_resumes_to_exactly_the_uninterrupted_result(repo, tmp_path):
     """A real SIGKILL of `python -m harness train dialogue` after a checkpoint; the rerun resumes from it."""
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
@@ -215,6 +218,7 @@ socket.getaddrinfo = lambda host, *args, **kwargs: _refuse("getaddrinfo", host)
 """
 
 
+@pytest.mark.fault
 def test_the_default_pipeline_makes_no_network_connection(repo, tmp_path):
     """Every Python process of a forced `dvc repro` (dvc and each stage) runs with sockets blocked and logged."""
     guard = tmp_path / "guard"
@@ -233,6 +237,7 @@ def test_the_default_pipeline_makes_no_network_connection(repo, tmp_path):
     assert not attempts.exists(), attempts.read_text()
 
 
+@pytest.mark.fault
 def test_four_queued_experiments_run_two_at_a_time_and_all_show_their_metrics(repo):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "before the queue"], repo, check=False)

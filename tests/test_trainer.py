@@ -51,6 +51,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.fault
 def test_resume_after_a_kill_ends_exactly_like_an_uninterrupted_run(embedded, tmp_path):
     config = StageConfig(epochs=4, optimizer="adamw", weight_decay=0.01, scheduler="plateau", plateau_patience=0)
     straight = trainer(embedded, config=config, checkpoint_dir=tmp_path / "straight").fit()
@@ -74,6 +75,7 @@ def test_a_changed_config_does_not_resume_from_an_old_checkpoint(embedded, tmp_p
     assert again.resumed_from_epoch is None
 
 
+@pytest.mark.fault
 def test_nan_loss_stops_with_stage_epoch_and_step_and_keeps_the_last_good_checkpoint(embedded, tmp_path):
     run = None
 
