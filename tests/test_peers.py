@@ -43,19 +43,24 @@ def test_dense_kernel_round_trip_and_zero_off_taps():
     assert (kernel != 0).sum() == weight.numel()  # nothing but the 7 taps (and 1 external tap) is set
 
 
-@pytest.mark.parametrize(("boundary", "position_code"), CASES, ids=CASE_IDS)
-def test_conv3d_reference_matches_cube_output_and_gradients(boundary, position_code):
-    lattice = cube(boundary, position_code)
-    ref = Conv3dReference.from_lattice(lattice)
+def same_outputs_and_input_gradients(lattice: torch.nn.Module, ref: torch.nn.Module) -> None:
+    """One input and one upstream gradient through both: equal outputs and equal input gradients
+    (parameter gradients are left in place for the caller to compare)."""
     x = cells()
     x_cube, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_cube, out_ref = lattice(x_cube), ref(x_ref)
     torch.testing.assert_close(out_ref, out_cube, **TOL)
-
     upstream = torch.randn(out_cube.shape, generator=torch.Generator().manual_seed(2))
     (out_cube * upstream).sum().backward()
     (out_ref * upstream).sum().backward()
     torch.testing.assert_close(x_ref.grad, x_cube.grad, **TOL)
+
+
+@pytest.mark.parametrize(("boundary", "position_code"), CASES, ids=CASE_IDS)
+def test_conv3d_reference_matches_cube_output_and_gradients(boundary, position_code):
+    lattice = cube(boundary, position_code)
+    ref = Conv3dReference.from_lattice(lattice)
+    same_outputs_and_input_gradients(lattice, ref)
     cell = lattice.cell
     pairs = {
         "perceive.weight": (used_taps(ref.perceive.weight.grad), cell.perceive.weight.grad),
@@ -80,15 +85,7 @@ def test_eager_reference_matches_cube_output_and_gradients(boundary, position_co
     lattice = cube(boundary, position_code)
     lattice.fast = fast
     ref = EagerReference.from_lattice(lattice)
-    x = cells()
-    x_cube, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out_cube, out_ref = lattice(x_cube), ref(x_ref)
-    torch.testing.assert_close(out_ref, out_cube, **TOL)
-
-    upstream = torch.randn(out_cube.shape, generator=torch.Generator().manual_seed(2))
-    (out_cube * upstream).sum().backward()
-    (out_ref * upstream).sum().backward()
-    torch.testing.assert_close(x_ref.grad, x_cube.grad, **TOL)
+    same_outputs_and_input_gradients(lattice, ref)
     ours = dict(lattice.named_parameters())
     theirs = dict(ref.named_parameters())
     assert set(theirs) == set(ours)  # same names: the reference loads a lattice's state_dict as it is
