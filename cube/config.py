@@ -184,6 +184,14 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """Repeats behind the quality table's mean ± std: the `seeds` stage trains the four stages again, from scratch,
+    under each extra seed (the data split stays the one ``seed`` made; only initialisation and batch order change)."""
+
+    extra_seeds: tuple[int, ...] = field(default=(1, 2), metadata=non_negative() | {"may_be_empty": True})
+
+
+@dataclass(frozen=True)
 class ReliabilityConfig:
     """The `reliability` stage: the bad-input table and fault drills (tests marked bad_input / fault), run now."""
 
@@ -200,6 +208,7 @@ class Params:
     train: TrainConfig = TrainConfig()
     bench: BenchConfig = BenchConfig()
     gate: GateConfig = GateConfig()
+    quality: QualityConfig = QualityConfig()
     reliability: ReliabilityConfig = ReliabilityConfig()
 
     def stage(self, name: str) -> StageConfig:
@@ -295,7 +304,7 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key} must be a list, got {type(value).__name__} {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            if not value:
+            if not value and not (meta and meta.get("may_be_empty")):
                 raise ConfigError(f"{source}: {key} must not be empty")
             return tuple(_convert(args[0], v, source, f"{key}[{i}]", meta) for i, v in enumerate(value))
         if len(value) != len(args):
@@ -344,6 +353,7 @@ def _check_cross_field(params: Params, source: str) -> None:
             "leaves under 10% for training; lower them"
         )
     _check_distributed(params, source)
+    _check_seeds(params, source)
     for name in STAGE_NAMES:
         s = params.stage(name)
         loss_total = s.cosine_weight + s.mse_weight + s.infonce_weight + s.triplet_weight
@@ -352,6 +362,16 @@ def _check_cross_field(params: Params, source: str) -> None:
                 f"{source}: train.{name} has every loss weight at 0 (cosine, mse, infonce, triplet); "
                 "set at least one above 0"
             )
+
+
+def _check_seeds(params: Params, source: str) -> None:
+    extra = params.quality.extra_seeds
+    repeated = sorted({s for s in extra if extra.count(s) > 1 or s == params.seed})
+    if repeated:
+        raise ConfigError(
+            f"{source}: quality.extra_seeds = {list(extra)} repeats seed(s) {repeated} (seed is {params.seed}); "
+            "each run must have its own seed, so list distinct seeds other than `seed`"
+        )
 
 
 def _check_distributed(params: Params, source: str) -> None:

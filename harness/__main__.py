@@ -65,6 +65,16 @@ def cmd_train(params: Params, args: argparse.Namespace) -> int | None:
     return None
 
 
+def cmd_seeds(params: Params, args: argparse.Namespace) -> None:
+    from harness.train import run_repeats
+
+    if not params.quality.extra_seeds:
+        paths.SEED_CHECKPOINTS.mkdir(parents=True, exist_ok=True)  # the stage's declared output, empty
+        print("seeds: quality.extra_seeds is empty; the quality table has the pipeline's own seed only")
+        return
+    run_repeats(params)
+
+
 def cmd_evaluate(params: Params, args: argparse.Namespace) -> None:
     from harness.evaluate import evaluate_all
 
@@ -129,7 +139,8 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], int | None], st
     "check": (cmd_check, "validate params.yaml"),
     "datasets": (cmd_datasets, "corpus -> pairs -> split -> teacher embeddings (cached)"),
     "train": (cmd_train, "train one stage from the previous stage's checkpoint"),
-    "evaluate": (cmd_evaluate, "every stage and baseline on the test split"),
+    "seeds": (cmd_seeds, "the four stages again from scratch under each quality.extra_seeds (for mean ± std)"),
+    "evaluate": (cmd_evaluate, "every stage and baseline on the test split, under every seed"),
     "bench": (cmd_bench, "throughput, latency and memory of the cube"),
     "reliability": (cmd_reliability, "run the bad-input table and the fault drills now and count them"),
     "report": (cmd_report, "write reports/report.md and its plots"),

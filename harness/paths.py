@@ -21,11 +21,19 @@ def checkpoint_dir(stage: str) -> Path:
     return CHECKPOINTS / stage
 
 
+SEED_CHECKPOINTS = CHECKPOINTS / "seeds"  # the `seeds` stage: one folder per extra seed
+
+
+def seed_dir(seed: int) -> Path:
+    return SEED_CHECKPOINTS / f"seed{seed}"
+
+
 def train_metrics(stage: str) -> Path:
     return METRICS / f"train_{stage}.json"
 
 
 EVALUATE_METRICS = METRICS / "evaluate.json"
+EVALUATE_SEEDS = METRICS / "evaluate_seeds.json"  # every seed's scores, behind evaluate.json's mean ± std
 BENCH_METRICS = METRICS / "bench.json"
 RELIABILITY_METRICS = METRICS / "reliability.json"
 DOCTOR = METRICS / "doctor.json"

@@ -36,19 +36,21 @@ def loss_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> None:
     _save(figure, path)
 
 
-def quality_bars(evaluation: dict[str, Any], path: Path) -> None:
-    """Test cosine, recall@1/5/10 and MRR of each stage beside each baseline."""
-    rows = {**{f"cube: {k}": v["test"] for k, v in evaluation["stages"].items()},
-            **{k: v["test"] for k, v in evaluation["baselines"].items()}}
+def quality_bars(summary: dict[str, Any], path: Path) -> None:
+    """Test cosine, recall@1/5/10 and MRR of each stage beside each baseline: mean over seeds, ± std bars."""
+    rows = summary["models"]
     measures = ["cosine", "recall@1", "recall@5", "recall@10", "mrr"]
     figure, axis = plt.subplots(figsize=(12, 4.5))
     width = 0.8 / len(rows)
-    for i, (name, scores) in enumerate(rows.items()):
+    for i, (name, entry) in enumerate(rows.items()):
         xs = [j + i * width for j in range(len(measures))]
-        axis.bar(xs, [scores[m] for m in measures], width, label=name,
+        axis.bar(xs, [entry["test"][m]["mean"] for m in measures], width, label=name,
+                 yerr=[entry["test"][m]["std"] for m in measures], capsize=2,
                  hatch=None if name.startswith("cube") else "//", edgecolor="white")
     axis.set_xticks([j + 0.4 - width / 2 for j in range(len(measures))], measures)
-    axis.set(title="test split: cube stages (solid) against baselines (hatched)", ylim=(0, 1))
+    seeds = ", ".join(str(s) for s in summary["seeds"])
+    axis.set(title=f"test split, mean ± std over seeds {seeds}: cube stages (solid) against baselines (hatched)",
+             ylim=(0, 1))
     axis.legend(ncol=2, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axis.grid(axis="y", alpha=0.3)
     _save(figure, path)

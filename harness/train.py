@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,28 @@ from cube.processor import EmbeddingProcessor, Mode
 from cube.trainer import CubeTrainer
 from dvclive import Live
 from harness import paths
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One run of the four stages: its seed and where it writes. The pipeline's own chain writes the files
+    dvc.yaml declares; a repeat under another seed (the `seeds` stage) keeps everything in one folder."""
+
+    seed: int
+    checkpoints: Path = paths.CHECKPOINTS
+    summaries: Path = paths.METRICS
+    dvclive: Path | None = paths.DVCLIVE
+
+    @classmethod
+    def repeat(cls, seed: int) -> Chain:
+        folder = paths.seed_dir(seed)
+        return cls(seed, checkpoints=folder, summaries=folder, dvclive=None)
+
+    def checkpoint_dir(self, stage: str) -> Path:
+        return self.checkpoints / stage
+
+    def summary(self, stage: str) -> Path:
+        return self.summaries / f"train_{stage}.json"
 
 
 def _fingerprint(params: Params, previous_sha: str | None) -> str:
@@ -67,8 +90,9 @@ def launch(params: Params, stage: str, params_path: Path, node_rank: int | None 
     return status
 
 
-def run_stage(params: Params, stage: str, progress: bool = True) -> dict[str, Any]:
-    """Train one stage; writes its checkpoint, dvclive logs and ``metrics/train_<stage>.json``.
+def run_stage(params: Params, stage: str, progress: bool = True, chain: Chain | None = None) -> dict[str, Any]:
+    """Train one stage; writes its checkpoint, dvclive logs and ``metrics/train_<stage>.json``
+    (or, for a repeat ``chain``, its checkpoint and summary in the chain's folder).
 
     Inside a torchrun worker it is one rank of the run: rank 0 alone reads the previous stage's
     checkpoint (the others get the weights when DDP wraps the model) and writes every file.
@@ -79,23 +103,26 @@ def run_stage(params: Params, stage: str, progress: bool = True) -> dict[str, An
     choice = choose_device(params.train.device)
     device = worker_device(choice.device, world_from_env())
     with process_group(params.train.distributed, device) as world:
-        summary = _train(params, stage, config, data, device, choice.reason, world, progress)
+        summary = _train(params, stage, config, data, device, choice.reason, world, progress,
+                         chain or Chain(params.seed))
     return summary
 
 
 def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, device: torch.device, device_reason: str,
-           world: World, progress: bool) -> dict[str, Any]:
-    torch.manual_seed(params.seed)
+           world: World, progress: bool, chain: Chain) -> dict[str, Any]:
+    torch.manual_seed(chain.seed)
     mode = Mode.AUTOENCODER if stage == "autoencoder" else Mode.DIALOGUE
     model = EmbeddingProcessor(data.dim, params.cube, mode)
     previous = paths.PREVIOUS_STAGE[stage]
     previous_sha = None
     if previous and world.is_main:
-        checkpoint = load_checkpoint(paths.checkpoint_dir(previous))
+        checkpoint = load_checkpoint(chain.checkpoint_dir(previous))
         load_model_weights(model, checkpoint, "best")
         previous_sha = checkpoint.meta["sha256"]
 
-    live = Live(dir=str(paths.DVCLIVE / stage), dvcyaml=None, save_dvc_exp=False, report=None) if world.is_main else None
+    live = None
+    if world.is_main and chain.dvclive is not None:
+        live = Live(dir=str(chain.dvclive / stage), dvcyaml=None, save_dvc_exp=False, report=None)
     with live or nullcontext():
         def log_epoch(record: dict[str, Any]) -> None:
             for key, value in record.items():
@@ -104,8 +131,8 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
             live.next_step()
 
         trainer = CubeTrainer(
-            model, stage, config, data, seed=params.seed, device=device,
-            checkpoint_dir=paths.checkpoint_dir(stage),
+            model, stage, config, data, seed=chain.seed, device=device,
+            checkpoint_dir=chain.checkpoint_dir(stage),
             fingerprint=_fingerprint(params, previous_sha), on_epoch=log_epoch if live else None,
             progress=progress and world.is_main, world=world,
         )
@@ -114,6 +141,7 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     summary = {
         "stage": stage,
+        "seed": chain.seed,
         "initialised_from": previous or "random",
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -130,5 +158,17 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
         "world_size": world.world_size,
     }
     if world.is_main:
-        atomic.write_json(paths.train_metrics(stage), summary)
+        atomic.write_json(chain.summary(stage), summary)
     return summary
+
+
+def run_repeats(params: Params, progress: bool = True) -> list[dict[str, Any]]:
+    """The `seeds` stage: the four stages again, from scratch, under each ``quality.extra_seeds``, in this process."""
+    summaries = []
+    for seed in params.quality.extra_seeds:
+        for stage in paths.STAGES:
+            summary = run_stage(params, stage, progress, Chain.repeat(seed))
+            print(f"seed {seed} {stage}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
+                  f"val {summary['monitor']} {summary['best_value']:.4f}", flush=True)
+            summaries.append(summary)
+    return summaries

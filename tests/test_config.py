@@ -89,3 +89,8 @@ def test_conflicting_options_are_refused():
 def test_teacher_list_entries_are_checked_too():
     with pytest.raises(ConfigError, match=r"unknown key 'pool' in teacher.models\[0\]; did you mean 'pooling'"):
         params_from_dict({"teacher": {"models": [{"name": "x", "pool": "mean"}]}})
+
+
+def test_no_extra_seeds_is_allowed_and_means_one_seed(tmp_path):
+    params = load_edited(tmp_path, "extra_seeds: [1, 2]", "extra_seeds: []")
+    assert params.quality.extra_seeds == ()

@@ -74,6 +74,25 @@ def test_every_declared_metrics_file_exists_with_its_keys(repo):
     assert sum(card["pairs"].values()) == 160
 
 
+def test_every_extra_seed_trains_its_own_chain_and_the_table_spans_all_seeds(repo):
+    evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
+    runs = json.loads((repo / "metrics/evaluate_seeds.json").read_text())
+    assert evaluation["summary"]["seeds"] == [0, 1, 2] and set(runs) == {"0", "1", "2"}
+    assert runs["0"]["stages"] == evaluation["stages"]  # the pipeline's own run is seed 0 of the table
+    seeds_dir = repo / "checkpoints/seeds"
+    chains = {0: (repo / "checkpoints", repo / "metrics"), 1: (seeds_dir / "seed1",) * 2, 2: (seeds_dir / "seed2",) * 2}
+    digests = set()
+    for seed, (checkpoints, summaries) in chains.items():
+        assert json.loads((summaries / "train_dialogue.json").read_text())["seed"] == seed
+        digests.add(json.loads((checkpoints / "dialogue/checkpoint.json").read_text())["sha256"])
+    assert len(digests) == 3, "another seed must give other weights"
+    mrr = [runs[seed]["stages"]["dialogue"]["test"]["mrr"] for seed in ("0", "1", "2")]
+    assert evaluation["summary"]["models"]["cube: dialogue"]["test"]["mrr"]["mean"] == pytest.approx(sum(mrr) / 3)
+    report = (repo / "reports/report.md").read_text(encoding="utf-8")
+    assert "mean ± sample standard deviation over seeds 0, 1, 2" in report
+    assert "The cube stage chosen on mean validation MRR is" in report and "**The quality target is" in report
+
+
 def test_report_has_every_section_and_its_plots(repo):
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
     for section in REPORT_SECTIONS:
