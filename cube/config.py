@@ -155,8 +155,8 @@ class TrainConfig:
     )
     advanced: StageConfig = StageConfig(
         optimizer="adamw", weight_decay=0.01, grad_clip=1.0, scheduler="plateau",
-        early_stopping_patience=4, infonce_weight=0.5, triplet_weight=0.25,
-        diversity_weight=0.05, curriculum=True, monitor="mrr",
+        early_stopping_patience=4, infonce_weight=1.0, infonce_temperature=0.1,
+        diversity_weight=0.05, monitor="mrr",
     )
 
 

@@ -111,7 +111,10 @@ def _quality_section(evaluation: dict[str, Any], runs: dict[str, Any], seed: int
             for name, entry in summary["models"].items()]
     out.append(_table(["model", *QUALITY, "parameters"], rows))
     out += [""] + _verdict(summary, runs)
-    out += ["", "![test quality by stage and baseline](test_quality.png)", "",
+    out += ["", "The same table for the larger chitchat corpus and for the 768-d configuration (all-mpnet-base-v2, "
+            "lattice 8×8×12) is in `reports/chitchat/report.md` and `reports/mpnet768/report.md`, written by "
+            "`python -m harness.profile profiles/<name>.yaml` (see the README, Other profiles).",
+            "", "![test quality by stage and baseline](test_quality.png)", "",
             f"### Seed {seed} alone", "",
             "The pipeline's own checkpoints (`checkpoints/<stage>`), which the Stages section below and the "
             "regression gate read.", ""]

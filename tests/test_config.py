@@ -19,7 +19,7 @@ def test_default_params_load_and_match_the_dataclass_defaults_where_given():
     params = load_params(ROOT / "params.yaml")
     assert params.cube.lattice == (8, 8, 6)
     assert params.teacher.models[0].name == "all-MiniLM-L6-v2"
-    assert params.train.advanced.curriculum is True
+    assert params.train.advanced.infonce_weight == 1.0 and params.train.advanced.curriculum is False
     assert len(params.params_hash()) == 64
 
 
