@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "reports" / overlay.stem
     with tempfile.TemporaryDirectory(prefix=f"cube-{overlay.stem}-") as scratch:
         dest = args.keep or Path(scratch)
+        if dest.exists() and any(dest.iterdir()):
+            print(f"error: --keep {dest} is not empty (an earlier clone?); remove it or name another folder",
+                  file=sys.stderr)
+            return 2
         dest.mkdir(parents=True, exist_ok=True)
         print(f"profile {overlay.stem}: workspace {dest}", flush=True)
         make_workspace(dest, overlay)

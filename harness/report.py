@@ -111,6 +111,9 @@ def _quality_section(evaluation: dict[str, Any], runs: dict[str, Any], seed: int
             for name, entry in summary["models"].items()]
     out.append(_table(["model", *QUALITY, "parameters"], rows))
     out += [""] + _verdict(summary, runs)
+    out += ["", f"For scale: one of the {evaluation['test_pairs']} test pairs moves recall@1 by "
+            f"{1 / evaluation['test_pairs']:.4f}; a lead smaller than the seeds' standard deviation is within the "
+            "noise of training, and the test split is small, so read narrow wins and losses as ties."]
     out += ["", "The same table for the larger chitchat corpus and for the 768-d configuration (all-mpnet-base-v2, "
             "lattice 8×8×12) is in `reports/chitchat/report.md` and `reports/mpnet768/report.md`, written by "
             "`python -m harness.profile profiles/<name>.yaml` (see the README, Other profiles).",

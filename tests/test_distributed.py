@@ -274,9 +274,9 @@ def assert_only_rank_0_wrote(audit: Path, repo: Path) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_in_batch_negatives(tiny_embedded, tmp_path, monkeypatch):
-    """The advanced stage of the tiny profile with every loss on (curriculum, InfoNCE, triplet, diversity, AdamW, clipping, plateau,
-    early stopping; global batch 64, so shards of 15/14, 22/21, ... rows), 4 epochs, monitored on val cosine so the
-    best epoch means something. Tolerance: see assert_same_run (continuous values 1e-4; measured 8e-6)."""
+    """The advanced stage of the tiny profile with every loss on (curriculum, InfoNCE, triplet, diversity, AdamW,
+    clipping, plateau, early stopping; global batch 64, so shards of 15/14, 22/21, ... rows), 4 epochs, monitored on
+    val cosine so the best epoch means something. Tolerance: see assert_same_run (continuous values 1e-4; measured 8e-6)."""
     every_loss = {"monitor": "cosine", "curriculum": True, "triplet_weight": 0.25}  # the default leaves these off
     one = workspace(tmp_path / "one", tiny_embedded, 1, "advanced", **every_loss)
     two = workspace(tmp_path / "two", tiny_embedded, 2, "advanced", **every_loss)

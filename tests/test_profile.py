@@ -23,6 +23,14 @@ def test_a_missing_profile_names_the_file_and_where_profiles_are(tmp_path, capsy
     assert "no profile file" in error and "nope.yaml" in error and "profiles" in error
 
 
+def test_a_used_keep_folder_is_refused_before_anything_is_copied(tmp_path, capsys):
+    keep = tmp_path / "clone"
+    keep.mkdir()
+    (keep / "left.txt").write_text("from an earlier run", encoding="utf-8")
+    assert profile.main([str(profile.ROOT / "profiles" / "chitchat.yaml"), "--keep", str(keep)]) == 2
+    assert "is not empty" in capsys.readouterr().err and [p.name for p in keep.iterdir()] == ["left.txt"]
+
+
 def test_results_are_kept_with_their_origin_and_replace_an_older_copy(tmp_path):
     clone = finished_clone(tmp_path / "clone")
     out = tmp_path / "reports" / "chitchat"
