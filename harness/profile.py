@@ -15,11 +15,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from harness.provenance import git_revision
 from harness.tiny import ROOT, make_workspace, run
 
 SHARED = ("data/cache", "models")  # reused by the clone through symlinks
 KEPT = ("reports/*.md", "reports/*.png", "metrics/*.json")
+
+
+def missing_local_teachers(overlay: Path) -> list[str]:
+    """Teachers the profile names as folders under models/ that this checkout does not have."""
+    models = (yaml.safe_load(overlay.read_text(encoding="utf-8")) or {}).get("teacher", {}).get("models", [])
+    names = [m.get("name", "") for m in models if isinstance(m, dict)]
+    return [name for name in names if name.startswith("models/") and not (ROOT / name).is_dir()]
 
 
 def share(dest: Path) -> None:
@@ -58,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if not overlay.is_file():
         print(f"error: no profile file {args.overlay}; profiles are in {ROOT / 'profiles'}", file=sys.stderr)
         return 2
+    missing = missing_local_teachers(overlay)
+    if missing:
+        print(f"error: {args.overlay} uses the teacher folder(s) {', '.join(missing)}, not installed in {ROOT}; "
+              "install it first (scripts/get-mpnet.sh puts all-mpnet-base-v2 in models/)", file=sys.stderr)
+        return 2
     out = args.out or ROOT / "reports" / overlay.stem
     with tempfile.TemporaryDirectory(prefix=f"cube-{overlay.stem}-") as scratch:
         dest = args.keep or Path(scratch)
@@ -69,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {overlay.stem}: workspace {dest}", flush=True)
         make_workspace(dest, overlay)
         share(dest)
-        print(run([sys.executable, "-m", "dvc", "repro"], dest).stdout[-3000:], flush=True)
+        repro = run([sys.executable, "-m", "dvc", "repro"], dest, check=False)
+        if repro.returncode:
+            print(f"error: the pipeline under {args.overlay} failed in {dest} (dvc repro exit {repro.returncode}); "
+                  f"{out} is left as it was. The end of DVC's output:\n{(repro.stdout + repro.stderr)[-3000:]}",
+                  file=sys.stderr)
+            return 1
+        print(repro.stdout[-3000:], flush=True)
         keep_results(dest, out, overlay, git_revision())
     print(f"report: {out / 'report.md'}")
     return 0

@@ -23,6 +23,27 @@ def test_a_missing_profile_names_the_file_and_where_profiles_are(tmp_path, capsy
     assert "no profile file" in error and "nope.yaml" in error and "profiles" in error
 
 
+def test_a_teacher_folder_not_installed_is_named_with_how_to_install_it(tmp_path, capsys):
+    overlay = tmp_path / "other.yaml"
+    overlay.write_text("teacher:\n  models:\n    - name: models/no-such-encoder\n", encoding="utf-8")
+    assert profile.main([str(overlay), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "models/no-such-encoder" in error and "scripts/get-mpnet.sh" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_pipeline_exits_non_zero_and_leaves_the_earlier_report(tmp_path, capsys):
+    overlay = tmp_path / "broken.yaml"
+    overlay.write_text("cube:\n  steps: 0\n", encoding="utf-8")  # refused by the pipeline's first stage, check
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("the earlier report", encoding="utf-8")
+    assert profile.main([str(overlay), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "dvc repro exit" in error and "cube.steps = 0 is out of range" in error
+    assert (out / "report.md").read_text(encoding="utf-8") == "the earlier report"
+
+
 def test_a_used_keep_folder_is_refused_before_anything_is_copied(tmp_path, capsys):
     keep = tmp_path / "clone"
     keep.mkdir()
