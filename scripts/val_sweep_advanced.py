@@ -28,6 +28,7 @@ from cube.config import StageConfig, load_params  # noqa: E402
 from cube.dataset import EmbeddedData, load_embedded  # noqa: E402
 from cube.processor import EmbeddingProcessor, Mode  # noqa: E402
 from cube.trainer import CubeTrainer, predict  # noqa: E402
+from harness import paths  # noqa: E402
 
 NCE = {"infonce_weight": 1.0, "infonce_temperature": 0.1, "triplet_weight": 0.0}
 # relative to the stage as committed before this sweep: cosine 1, InfoNCE 0.5 at t 0.05, triplet 0.25, diversity 0.05,
@@ -69,8 +70,8 @@ def val_scores(config: StageConfig, data: EmbeddedData, cube: object, seed: int,
 def main(names: list[str]) -> None:
     params = load_params(ROOT / "params.yaml")
     data = load_embedded(ROOT / "data/embedded")
-    starts = {params.seed: ROOT / "checkpoints/optimized"}
-    starts |= {seed: ROOT / f"checkpoints/seeds/seed{seed}/optimized" for seed in params.quality.extra_seeds}
+    starts = {params.seed: ROOT / paths.checkpoint_dir("optimized")}
+    starts |= {seed: ROOT / paths.seed_dir(seed) / "optimized" for seed in params.quality.extra_seeds}
     before = replace(params.train.advanced, **BEFORE)
     for name in names or list(VARIANTS):
         began = time.perf_counter()
