@@ -1,23 +1,36 @@
 """Baselines fit on the training split, to stand beside the cube in every report.
 
-Each is a ``Baseline``: a name, a prediction function and a parameter count.
-Choices that need tuning (ridge's lambda, the MLP's stopping epoch) are made on
-the validation split's MRR; the test split is never read here.
+Each is a ``Baseline``: a name, a prediction function, a parameter count and its tuning budget.
+The trainable ones (the MLP and the contrastive linear map) are trained the way the cube is:
+through its dialogue, optimized and advanced stages with the same ``CubeTrainer``, so the same
+loss mix, optimizer, clipping, schedule, early stopping, monitor and epoch-0 fallback (a stage
+that no epoch improves keeps the map it started from). Both start as the identity map, the
+state the cube's autoencoder stage approximates. Their advanced-stage values come from
+``params.yaml``'s ``baselines`` section, chosen on validation by ``scripts/val_sweep_baselines.py``
+with the cube's budget. Choices that need tuning are made on validation; test is never read here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
+from cube.config import BaselinesConfig, StageConfig, TrainConfig, TunedStage
 from cube.dataset import EmbeddedData, EmbeddedSplit
-from cube.losses import cosine_loss
+from cube.processor import Mode
+from cube.trainer import CubeTrainer, predict
 
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
-BASELINE_ORDER = ("identity", "mean answer", "ridge", "procrustes", "mlp", "legacy q+0.15tanh(q)")
+TRAINED_STAGES = ("dialogue", "optimized", "advanced")
+LINEAR = "linear (contrastive)"
+BASELINE_ORDER = ("identity", "mean answer", "ridge", "procrustes", LINEAR, "mlp", "legacy q+0.15tanh(q)")
+# What the cube's defaults and the trainable baselines' values were chosen with: configurations x seeds on val MRR.
+SWEEP_CONFIGS, SWEEP_SEEDS = 16, 3
+SWEPT = f"{SWEEP_CONFIGS} configs x {SWEEP_SEEDS} seeds on val"
 
 
 @dataclass
@@ -26,6 +39,8 @@ class Baseline:
     predict: Callable[[torch.Tensor], torch.Tensor]
     parameters: int
     note: str = ""
+    tuning: str = "none"
+    stages: dict[str, Any] = field(default_factory=dict)  # trainable ones: best epoch and val monitor per stage
 
 
 def identity() -> Baseline:
@@ -40,7 +55,7 @@ def legacy_transform() -> Baseline:
 def mean_answer(train: EmbeddedSplit) -> Baseline:
     mean = train.answers.mean(0)
     return Baseline("mean answer", lambda q: mean.expand(len(q), -1).clone(), mean.numel(),
-                    "the average training answer for every question")
+                    "the average training answer for every question", "none (closed form)")
 
 
 def fit_ridge(q: torch.Tensor, a: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,70 +78,108 @@ def ridge(train: EmbeddedSplit, val: EmbeddedSplit) -> Baseline:
             best = (mrr, lam, weight, bias)
     assert best is not None
     _, lam, weight, bias = best
-    return Baseline("ridge", lambda q: q @ weight + bias, weight.numel() + bias.numel(), f"lambda={lam:g} chosen on val MRR")
+    return Baseline("ridge", lambda q: q @ weight + bias, weight.numel() + bias.numel(),
+                    f"lambda={lam:g} chosen on val MRR", f"{len(RIDGE_LAMBDAS)} lambdas on val (closed form)")
 
 
 def procrustes(train: EmbeddedSplit) -> Baseline:
     """The rotation W (orthogonal) minimising ||q W - a|| on the training pairs."""
     u, _, vh = torch.linalg.svd(train.questions.double().T @ train.answers.double())
     rotation = (u @ vh).float()
-    return Baseline("procrustes", lambda q: q @ rotation, rotation.numel(), "orthogonal map fit on train")
+    return Baseline("procrustes", lambda q: q @ rotation, rotation.numel(), "orthogonal map fit on train",
+                    "none (closed form)")
 
 
 class ResidualMLP(nn.Module):
-    """q + W2 relu(W1 q): a 2-layer MLP with the same residual form as the cube."""
+    """q + W2 relu(W1 q): a 2-layer MLP with the same residual form as the cube, starting as the identity."""
+
+    mode = Mode.DIALOGUE
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
+        self.dim = dim
+        self.config = {"baseline": "mlp", "hidden": hidden}
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         return q + self.net(q)
 
 
-def mlp(train: EmbeddedSplit, val: EmbeddedSplit, seed: int, hidden: int = 256, epochs: int = 40,
-        batch_size: int = 64, lr: float = 1e-3, patience: int = 5) -> Baseline:
-    """A 2-layer MLP trained with cosine loss; the epoch with the best val MRR is kept."""
-    generator = torch.Generator().manual_seed(seed)
+class LinearMap(nn.Module):
+    """q W + b, starting at W = I, b = 0: the simplest mapper a contrastive loss can train."""
+
+    mode = Mode.DIALOGUE
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.config = {"baseline": "linear"}
+        self.weight = nn.Parameter(torch.eye(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return q @ self.weight + self.bias
+
+
+def stage_configs(train: TrainConfig, tuned: TunedStage) -> dict[str, StageConfig]:
+    """The cube's dialogue, optimized and advanced settings, with the baseline's tuned advanced-stage values."""
+    stages = {name: getattr(train, name) for name in TRAINED_STAGES}
+    stages["advanced"] = replace(stages["advanced"], lr=tuned.lr, weight_decay=tuned.weight_decay,
+                                 infonce_temperature=tuned.infonce_temperature)
+    return stages
+
+
+def train_like_the_cube(model: nn.Module, data: EmbeddedData, stages: dict[str, StageConfig], seed: int,
+                        device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Train ``model`` through ``stages`` in order, each from the previous one's kept weights.
+
+    Returns each stage's best epoch, monitor and validation value; ``model`` ends with the last stage's kept weights.
+    """
+    record = {}
+    for stage, config in stages.items():
+        torch.manual_seed(seed)
+        result = CubeTrainer(model, stage, config, data, seed=seed, device=device).fit()
+        record[stage] = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                         "monitor": result.monitor, "best_value": result.best_value}
+    model.cpu().eval()
+    return record
+
+
+def _trained(name: str, model: nn.Module, data: EmbeddedData, stages: dict[str, StageConfig], seed: int,
+             device: torch.device | str, note: str) -> Baseline:
+    record = train_like_the_cube(model, data, stages, seed, device)
+    kept = [stage for stage, r in record.items() if r["best_epoch"] == 0]
+    note += "; trained through " + " -> ".join(record) + " like the cube"
+    if kept:
+        note += f" ({', '.join(kept)} kept its starting map)"
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return Baseline(name, lambda q: predict(model, q, torch.device("cpu")), count, note, SWEPT, record)
+
+
+def mlp(data: EmbeddedData, seed: int, config: BaselinesConfig, train: TrainConfig,
+        device: torch.device | str = "cpu") -> Baseline:
     torch.manual_seed(seed)
-    model = ResidualMLP(train.questions.shape[1], hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    best_mrr, best_state, since_best = -1.0, None, 0
-    for _ in range(epochs):
-        model.train()
-        for batch in torch.randperm(len(train), generator=generator).split(batch_size):
-            loss = cosine_loss(model(train.questions[batch]), train.answers[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            mrr = val.score(model(val.questions))["mrr"]
-        if mrr > best_mrr:
-            best_mrr, best_state, since_best = mrr, {k: v.clone() for k, v in model.state_dict().items()}, 0
-        else:
-            since_best += 1
-            if since_best >= patience:
-                break
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
-
-    def predict(q: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return model(q)
-
-    count = sum(p.numel() for p in model.parameters())
-    return Baseline("mlp", predict, count, f"hidden={hidden}, epoch chosen on val MRR")
+    model = ResidualMLP(data.dim, config.mlp.hidden)
+    return _trained("mlp", model, data, stage_configs(train, config.mlp), seed, device, f"hidden={config.mlp.hidden}")
 
 
-def fit_all(data: EmbeddedData, seed: int) -> list[Baseline]:
+def linear(data: EmbeddedData, seed: int, config: BaselinesConfig, train: TrainConfig,
+           device: torch.device | str = "cpu") -> Baseline:
+    return _trained(LINEAR, LinearMap(data.dim), data, stage_configs(train, config.linear), seed, device,
+                    "q W + b from W = I")
+
+
+def fit_all(data: EmbeddedData, seed: int, config: BaselinesConfig, train: TrainConfig,
+            device: torch.device | str = "cpu") -> list[Baseline]:
     """Every baseline, fit on train (and tuned on val) of ``data``."""
     return [
         identity(),
         mean_answer(data.train),
         ridge(data.train, data.val),
         procrustes(data.train),
-        mlp(data.train, data.val, seed),
+        linear(data, seed, config, train, device),
+        mlp(data, seed, config, train, device),
         legacy_transform(),
     ]

@@ -161,6 +161,31 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class TunedStage:
+    """A trainable baseline's advanced-stage values, chosen on validation like the cube's (``baselines.*``);
+    everything else it trains with is the cube's own ``train.<stage>`` settings."""
+
+    lr: float = field(default=3e-4, metadata=positive())
+    weight_decay: float = field(default=0.01, metadata=non_negative())
+    infonce_temperature: float = field(default=0.1, metadata=positive())
+
+
+@dataclass(frozen=True)
+class MLPBaselineConfig(TunedStage):
+    lr: float = field(default=1e-3, metadata=positive())
+    hidden: int = field(default=512, metadata=positive())
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """The trainable baselines: trained through the cube's dialogue, optimized and advanced stages (same loss mix,
+    optimizer, clipping, schedule, early stopping, epoch-0 fallback and monitor), with these tuned values."""
+
+    mlp: MLPBaselineConfig = MLPBaselineConfig()
+    linear: TunedStage = TunedStage()
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     batch_sizes: tuple[int, ...] = field(default=(1, 8, 64, 256), metadata=positive())
     warmup: int = field(default=3, metadata=non_negative())
@@ -206,6 +231,7 @@ class Params:
     teacher: TeacherConfig = TeacherConfig()
     cube: CubeConfig = CubeConfig()
     train: TrainConfig = TrainConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
     bench: BenchConfig = BenchConfig()
     gate: GateConfig = GateConfig()
     quality: QualityConfig = QualityConfig()

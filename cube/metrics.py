@@ -1,4 +1,8 @@
-"""Quality metrics: cosine to the true answer, retrieval among a split's distinct answers, hubness."""
+"""Quality metrics: cosine to the true answer, retrieval among a split's distinct answers, hubness.
+
+Predictions must be finite: a NaN compares false with everything, so a NaN row would
+otherwise count no competitor ahead of it and score a perfect rank.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,20 @@ import torch
 import torch.nn.functional as F
 
 RECALL_AT = (1, 5, 10)
+PER_PAIR = ("cosine", "recall@1", "mrr")  # the measures kept pair by pair, for paired comparisons
+
+
+class NonFinitePredictions(ValueError):
+    """Predictions holding NaN or Inf: refused, never scored."""
+
+
+def check_finite(pred: torch.Tensor, what: str = "predictions") -> None:
+    bad = ~torch.isfinite(pred)
+    if bad.any():
+        rows = bad.reshape(len(pred), -1).any(dim=1).nonzero().flatten()
+        raise NonFinitePredictions(
+            f"{what}: {len(rows)} of {len(pred)} rows hold NaN or Inf (first at row {int(rows[0])}); "
+            "non-finite predictions are refused, not scored: retrain or fix the model that made them")
 
 
 def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, answer_index: torch.Tensor,
@@ -16,6 +34,7 @@ def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, answer_index: 
     (the "filtered" ranking), so a question with several right answers is not
     penalised for ranking the others high. Ties count against the true answer.
     """
+    check_finite(pred)
     scores = F.normalize(pred, dim=-1) @ F.normalize(candidates, dim=-1).T
     true = scores.gather(1, answer_index.unsqueeze(1))
     competitors = scores
@@ -41,15 +60,24 @@ def hubness(pred: torch.Tensor, candidates: torch.Tensor, k: int = 10) -> float:
     return float(((counts - counts.mean()) ** 3).mean() / std**3)
 
 
+def per_pair(pred: torch.Tensor, answers: torch.Tensor, candidates: torch.Tensor,
+             answer_index: torch.Tensor, gold: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Each pair's cosine to its answer, hit at rank 1 (0/1) and reciprocal rank: the means are the split's scores."""
+    pred = pred.float()
+    ranks = retrieval_ranks(pred, candidates, answer_index, gold).double()
+    return {"cosine": F.cosine_similarity(pred, answers, dim=-1).double(),
+            "recall@1": (ranks <= 1).double(), "mrr": 1.0 / ranks, "ranks": ranks}
+
+
 def evaluate(pred: torch.Tensor, answers: torch.Tensor, candidates: torch.Tensor,
              answer_index: torch.Tensor, gold: torch.Tensor | None = None) -> dict[str, float]:
     """Mean cosine to the true answer, recall@1/5/10, MRR and hubness."""
-    pred = pred.float()
-    ranks = retrieval_ranks(pred, candidates, answer_index, gold).double()
-    result = {"cosine": float(F.cosine_similarity(pred, answers, dim=-1).mean())}
+    pairs = per_pair(pred, answers, candidates, answer_index, gold)
+    ranks = pairs["ranks"]
+    result = {"cosine": float(pairs["cosine"].mean())}
     for k in RECALL_AT:
         result[f"recall@{k}"] = float((ranks <= k).double().mean())
-    result["mrr"] = float((1.0 / ranks).mean())
-    result["hubness"] = hubness(pred, candidates)
+    result["mrr"] = float(pairs["mrr"].mean())
+    result["hubness"] = hubness(pred.float(), candidates)
     result["candidates"] = len(candidates)
     return result

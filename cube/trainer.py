@@ -53,6 +53,7 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     resumed_from_epoch: int | None
+    start_val: dict[str, float] = field(default_factory=dict)  # validation of the weights the stage started from
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,7 +91,11 @@ def _unflatten_optimizer(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 class CubeTrainer:
-    """Trains ``model`` for one stage on ``data``; ``checkpoint_dir`` makes it resumable."""
+    """Trains ``model`` for one stage on ``data``; ``checkpoint_dir`` makes it resumable.
+
+    ``model`` is the cube or any other question -> answer map trained like it (the trainable baselines): a module
+    with ``mode``, ``dim`` and ``config`` attributes, as ``EmbeddingProcessor`` has.
+    """
 
     def __init__(
         self,
@@ -118,6 +123,7 @@ class CubeTrainer:
         self.on_epoch = on_epoch
         self.progress = progress
         self.monitor = "reconstruction_cosine" if model.mode is Mode.AUTOENCODER else config.monitor
+        self.start_val: dict[str, float] = {}
         self.resume_key = self._resume_key(fingerprint)
         self.optimizer = self._make_optimizer()
         self.scheduler = (
@@ -207,6 +213,7 @@ class CubeTrainer:
             "mode": self.model.mode.value, "cube": to_plain(self.model.config),
             "stage_config": to_plain(self.config), "monitor": self.monitor,
             "best_epoch": best["epoch"], "best_value": best["value"], "since_best": best["since"],
+            "start_val": self.start_val,
             "history": history, "optimizer": optim_meta,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "rng": {"scheme": "torch.manual_seed(epoch_seed(seed, epoch)) at each epoch start", "next_epoch": epoch + 1},
@@ -224,6 +231,7 @@ class CubeTrainer:
         if checkpoint is None:
             return None
         meta = checkpoint.meta
+        self.start_val = dict(meta.get("start_val", {}))
         self.model.load_state_dict(checkpoint.group("model"))
         self.optimizer.load_state_dict(_unflatten_optimizer(checkpoint))
         if self.scheduler and meta.get("scheduler"):
@@ -312,8 +320,8 @@ class CubeTrainer:
         resumed = self._resume()
         if resumed is None:
             first_epoch, history, stopped_early = 0, [], False
-            baseline = self._validate_on_main()  # epoch 0: the model before this stage trains
-            best = {"epoch": 0, "value": baseline[self.monitor], "since": 0,
+            self.start_val = self._validate_on_main()  # epoch 0: the model before this stage trains
+            best = {"epoch": 0, "value": self.start_val[self.monitor], "since": 0,
                     "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
             resumed_from = None
         else:
@@ -358,5 +366,5 @@ class CubeTrainer:
         return TrainResult(
             stage=self.stage, history=history, best_epoch=best["epoch"], best_value=best["value"],
             monitor=self.monitor, epochs_run=len(history), stopped_early=stopped_early,
-            resumed_from_epoch=resumed_from, seconds=time.perf_counter() - started,
+            resumed_from_epoch=resumed_from, start_val=self.start_val, seconds=time.perf_counter() - started,
         )

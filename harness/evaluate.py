@@ -2,8 +2,9 @@
 
 The pipeline's own seed (its checkpoints under ``checkpoints/<stage>``) fills ``stages`` and ``baselines``, which the
 gate and the per-stage report sections read. Each ``quality.extra_seeds`` chain (``checkpoints/seeds/seed<N>``) and
-the baselines refit under that seed go to ``metrics/evaluate_seeds.json``; ``summary`` in ``metrics/evaluate.json``
-holds the mean and sample standard deviation over all seeds.
+the baselines refit under that seed go to ``metrics/evaluate_seeds.json``, with every model's per-pair test scores;
+``summary`` in ``metrics/evaluate.json`` holds the mean and sample standard deviation over all seeds, and
+``comparisons`` the paired differences of the stage chosen on mean validation MRR against each baseline.
 """
 
 from __future__ import annotations
@@ -17,16 +18,30 @@ import torch
 from cube import atomic, baselines
 from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.config import Params
-from cube.dataset import EmbeddedData, load_embedded
+from cube.dataset import EmbeddedData, EmbeddedSplit, load_embedded
 from cube.device import choose_device, set_determinism
+from cube.metrics import PER_PAIR, NonFinitePredictions
 from cube.processor import EmbeddingProcessor, Mode
 from cube.trainer import predict
-from harness import paths
+from harness import paired, paths
 
 SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
+CUBE = "cube: "
 
 
-def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device: torch.device) -> dict[str, Any]:
+class PredictionError(ValueError):
+    """A model's predictions cannot be scored (non-finite); names the model, the stage and the seed."""
+
+
+def score_or_refuse(split: EmbeddedSplit, pred: torch.Tensor, model: str, seed: int) -> dict[str, float]:
+    try:
+        return split.score(pred)
+    except NonFinitePredictions as err:
+        raise PredictionError(f"evaluate: {model} under seed {seed} on the {split.name} split: {err}") from None
+
+
+def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device: torch.device, seed: int,
+                  pairs: dict[str, Any]) -> dict[str, Any]:
     scores = {}
     for stage in paths.STAGES:
         checkpoint = load_checkpoint(checkpoints / stage)
@@ -34,25 +49,35 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
         model = EmbeddingProcessor(data.dim, params.cube, mode)
         load_model_weights(model, checkpoint, "best")
         model.to(device)
+        name = f"stage {stage!r} ({checkpoints / stage})"
+        test_pred = predict(model, data.test.questions, device)
         scores[stage] = {
-            "test": data.test.score(predict(model, data.test.questions, device)),
-            "val": data.val.score(predict(model, data.val.questions, device)),
+            "test": score_or_refuse(data.test, test_pred, name, seed),
+            "val": score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed),
             "parameters": model.parameter_count(),
             "best_epoch": checkpoint.meta["best_epoch"],
+            "no_change": checkpoint.meta["best_epoch"] == 0 and paths.PREVIOUS_STAGE[stage] is not None,
         }
+        pairs[CUBE + stage] = data.test.per_pair(test_pred)
     return scores
 
 
-def _baseline_scores(data: EmbeddedData, seed: int) -> dict[str, Any]:
+def _baseline_scores(params: Params, data: EmbeddedData, seed: int, device: torch.device,
+                     pairs: dict[str, Any]) -> dict[str, Any]:
     scores = {}
-    for baseline in baselines.fit_all(data, seed):
+    for baseline in baselines.fit_all(data, seed, params.baselines, params.train, device):
         with torch.no_grad():
+            test_pred = baseline.predict(data.test.questions)
+            name = f"baseline {baseline.name!r}"
             scores[baseline.name] = {
-                "test": data.test.score(baseline.predict(data.test.questions)),
-                "val": data.val.score(baseline.predict(data.val.questions)),
+                "test": score_or_refuse(data.test, test_pred, name, seed),
+                "val": score_or_refuse(data.val, baseline.predict(data.val.questions), name, seed),
                 "parameters": baseline.parameters,
                 "note": baseline.note,
+                "tuning": baseline.tuning,
+                "stages": baseline.stages,
             }
+        pairs[baseline.name] = data.test.per_pair(test_pred)
     return scores
 
 
@@ -60,9 +85,13 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation (0 for one run) of every model's scores over the seeds' runs."""
     first = next(iter(runs.values()))
     models: dict[str, Any] = {}
-    for group, prefix in (("stages", "cube: "), ("baselines", "")):
+    for group, prefix in (("stages", CUBE), ("baselines", "")):
         for name in first[group]:
             entry: dict[str, Any] = {"group": group, "parameters": first[group][name]["parameters"]}
+            if group == "baselines":
+                entry["tuning"] = first[group][name].get("tuning", "none")
+            else:
+                entry["no_change_in"] = [seed for seed, run in runs.items() if run[group][name].get("no_change")]
             for split in ("test", "val"):
                 entry[split] = {}
                 for measure in SUMMARISED:
@@ -73,22 +102,51 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"seeds": [int(seed) for seed in runs], "models": models}
 
 
+def chosen_stage(summary: dict[str, Any]) -> str:
+    """The cube stage with the best mean validation MRR: the one compared with the baselines."""
+    stages = {name: entry for name, entry in summary["models"].items() if entry["group"] == "stages"}
+    return max(stages, key=lambda name: stages[name]["val"]["mrr"]["mean"]).removeprefix(CUBE)
+
+
+def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: list[str],
+            shared_pairs: bool = True) -> dict[str, dict[str, Any]]:
+    """Paired differences (cube stage minus baseline) on every per-pair measure, over every seed's test pairs."""
+    seeds = list(pair_scores)
+    comparisons: dict[str, dict[str, Any]] = {}
+    for name in baseline_names:
+        comparisons[name] = {}
+        for measure in PER_PAIR:
+            ours = [pair_scores[seed][CUBE + stage][measure] for seed in seeds]
+            theirs = [pair_scores[seed][name][measure] for seed in seeds]
+            comparisons[name][measure] = paired.paired_difference(ours, theirs, measure,
+                                                                  shared_pairs=shared_pairs).to_dict()
+    return comparisons
+
+
 def evaluate_all(params: Params) -> dict[str, Any]:
     data = load_embedded(paths.EMBEDDED)
     set_determinism(params.train.deterministic)
     device = choose_device(params.train.device).device
-    runs = {str(params.seed): {"stages": _stage_scores(params, data, paths.CHECKPOINTS, device),
-                               "baselines": _baseline_scores(data, params.seed)}}
+    folders = {params.seed: paths.CHECKPOINTS}
     for seed in params.quality.extra_seeds:
-        folder = paths.seed_dir(seed)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is missing: quality.extra_seeds lists {seed}, but the `seeds` stage "
-                                    "has not trained it; run `dvc repro` (or `python -m harness seeds`) first")
-        runs[str(seed)] = {"stages": _stage_scores(params, data, folder, device),
-                           "baselines": _baseline_scores(data, seed)}
+        folders[seed] = paths.seed_dir(seed)
+        if not folders[seed].is_dir():
+            raise FileNotFoundError(f"{folders[seed]} is missing: quality.extra_seeds lists {seed}, but the `seeds` "
+                                    "stage has not trained it; run `dvc repro` (or `python -m harness seeds`) first")
+    runs, pair_scores = {}, {}
+    for seed, folder in folders.items():
+        pairs: dict[str, Any] = {}
+        runs[str(seed)] = {"stages": _stage_scores(params, data, folder, device, seed, pairs),
+                           "baselines": _baseline_scores(params, data, seed, device, pairs)}
+        pair_scores[str(seed)] = pairs
     own = runs[str(params.seed)]
-    result: dict[str, Any] = {"stages": own["stages"], "baselines": own["baselines"], "test_pairs": len(data.test),
-                              "test_candidates": len(data.test.candidates), "summary": summarise(runs)}
-    atomic.write_json(paths.EVALUATE_SEEDS, runs)
+    summary = summarise(runs)
+    stage = chosen_stage(summary)
+    result: dict[str, Any] = {
+        "stages": own["stages"], "baselines": own["baselines"], "test_pairs": len(data.test),
+        "test_candidates": len(data.test.candidates), "summary": summary, "chosen_stage": stage,
+        "comparisons": compare(stage, pair_scores, list(own["baselines"])),
+    }
+    atomic.write_json(paths.EVALUATE_SEEDS, {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()})
     atomic.write_json(paths.EVALUATE_METRICS, result)
     return result

@@ -56,6 +56,26 @@ def quality_bars(summary: dict[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
+def paired_differences(comparisons: dict[str, dict[str, Any]], stage: str, path: Path) -> None:
+    """Cube minus each baseline, one panel per measure: the mean difference with its 95% interval, 0 marked."""
+    measures = list(next(iter(comparisons.values())))
+    names = list(comparisons)
+    figure, axes = plt.subplots(1, len(measures), figsize=(4 * len(measures), 0.45 * len(names) + 1.6), sharey=True)
+    colours = {"better": "tab:green", "worse": "tab:red", "no significant difference": "tab:grey"}
+    for axis, measure in zip(axes, measures):
+        for row, name in enumerate(names):
+            entry = comparisons[name][measure]
+            axis.errorbar(entry["mean"], row, xerr=[[entry["mean"] - entry["low"]], [entry["high"] - entry["mean"]]],
+                          fmt="o", capsize=3, color=colours[entry["verdict"]])
+        axis.axvline(0.0, color="black", linewidth=0.8)
+        axis.set(title=f"{measure}: cube ({stage}) - baseline", xlabel="difference (95% interval)")
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    figure.suptitle("green: cube better, red: worse, grey: no significant difference", fontsize=9)
+    _save(figure, path)
+
+
 def throughput(bench: dict[str, Any], path: Path) -> None:
     """Samples per second against batch size, forward and training step, with min-max bars."""
     figure, axis = plt.subplots(figsize=(6.5, 4))

@@ -14,10 +14,13 @@ import yaml
 from cube.checkpoint import CheckpointError, load_checkpoint, load_model_weights, save_checkpoint
 from cube.config import ConfigError, CubeConfig, DataConfig, load_params
 from cube.data import DataError, chatterbot_pairs, file_pairs, load_pairs, split_by_question
+from cube.dataset import EmbeddedSplit
 from cube.device import CudaProbe, DeviceError, GpuInfo, choose_device
 from cube.processor import EmbeddingProcessor
 from cube.reshaper import EmbeddingReshaper, LatticeSizeError
+from harness.evaluate import PredictionError, score_or_refuse
 from harness.gate import GateError, run_gate
+from harness.paired import NonFiniteScores, paired_difference
 
 DEFAULT_PARAMS = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml").read_text(encoding="utf-8"))
 
@@ -177,10 +180,26 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], type[Exception], list[str]
     ("cuda on a GPU the build cannot run", lambda tmp: choose_device("cuda", RTX_5090_OLD_BUILD), DeviceError,
      ["sm_120", "2.5.0+cu124", "cu128"]),
     ("unknown device name", lambda tmp: choose_device("gpu"), DeviceError, ["use auto, cpu or cuda"]),
+    # evaluation
+    ("NaN predictions at evaluation", lambda tmp: nan_predictions("nan"), PredictionError,
+     ["stage 'advanced'", "seed 1", "test split", "NaN or Inf", "refused"]),
+    ("infinite predictions at evaluation", lambda tmp: nan_predictions("inf"), PredictionError,
+     ["stage 'advanced'", "NaN or Inf"]),
+    ("non-finite per-pair scores compared", lambda tmp: paired_difference([[0.5, float("nan")]], [[0.5, 0.4]], "mrr"),
+     NonFiniteScores, ["mrr", "non-finite", "refused"]),
     # gate
     ("gate with no baseline for the profile", gate_without_baseline, GateError, ["no baseline for this params profile",
                                                                               "gate --update"]),
 ]
+
+
+def nan_predictions(kind: str) -> object:
+    """Score a model whose predictions hold one non-finite row, as the evaluate stage does."""
+    answers = torch.nn.functional.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    split = EmbeddedSplit("test", [None] * 5, answers, answers, answers, torch.arange(5), torch.arange(5))
+    pred = answers.clone()
+    pred[1, 3] = float(kind)
+    return score_or_refuse(split, pred, "stage 'advanced' (checkpoints/seeds/seed1/advanced)", 1)
 
 
 def file_pairs_from(tmp: Path, pairs: list[tuple[str, str]]) -> list:

@@ -1,8 +1,12 @@
+import dataclasses
+
+import pytest
 import torch
 import torch.nn.functional as F
 
 from cube import baselines
-from cube.dataset import EmbeddedSplit
+from cube.config import BaselinesConfig, MLPBaselineConfig, TrainConfig, TunedStage
+from cube.dataset import EmbeddedData, EmbeddedSplit
 
 
 def synthetic_split(name: str, q: torch.Tensor, a: torch.Tensor) -> EmbeddedSplit:
@@ -17,6 +21,21 @@ def rotated_data(seed: int, n: int = 300, d: int = 12):
     return q, q @ rotation, rotation
 
 
+def rotated_embedded(seed: int) -> EmbeddedData:
+    q, a, _ = rotated_data(seed)
+    splits = [synthetic_split(name, q[lo:hi], a[lo:hi]) for name, lo, hi in
+              (("train", 0, 200), ("val", 200, 250), ("test", 250, 300))]
+    return EmbeddedData(*splits, sentences=q[:200], dim=q.shape[1], teachers=[])
+
+
+def short_training(lr: float | None = None) -> TrainConfig:
+    """The cube's stage settings with few epochs (and every stage's lr replaced when ``lr`` is given)."""
+    train = TrainConfig()
+    changes = {"epochs": 4} | ({"lr": lr} if lr is not None else {})
+    return dataclasses.replace(train, **{s: dataclasses.replace(getattr(train, s), **changes)
+                                         for s in baselines.TRAINED_STAGES})
+
+
 def test_procrustes_and_ridge_recover_a_rotation_and_beat_identity():
     q, a, rotation = rotated_data(0)
     train = synthetic_split("train", q[:200], a[:200])
@@ -29,13 +48,43 @@ def test_procrustes_and_ridge_recover_a_rotation_and_beat_identity():
     assert test.score(baselines.identity().predict(test.questions))["cosine"] < 0.5
 
 
-def test_mlp_learns_the_map_and_counts_its_parameters():
-    q, a, _ = rotated_data(1)
-    train = synthetic_split("train", q[:250], a[:250])
-    val = synthetic_split("val", q[250:], a[250:])
-    mlp = baselines.mlp(train, val, seed=0, hidden=32, epochs=30)
-    assert mlp.parameters == 12 * 32 + 32 + 32 * 12 + 12
-    assert val.score(mlp.predict(val.questions))["cosine"] > val.score(val.questions)["cosine"] + 0.2
+@pytest.mark.parametrize("fit", [baselines.mlp, baselines.linear], ids=["mlp", "linear"])
+def test_a_trainable_baseline_learns_through_the_cubes_stages(fit):
+    data = rotated_embedded(1)
+    config = BaselinesConfig(mlp=MLPBaselineConfig(hidden=32, lr=3e-3), linear=TunedStage(lr=3e-3))
+    fitted = fit(data, 0, config, short_training(lr=1e-2))
+    assert list(fitted.stages) == ["dialogue", "optimized", "advanced"]
+    assert fitted.stages["advanced"]["monitor"] == "mrr" and fitted.stages["dialogue"]["monitor"] == "cosine"
+    assert fitted.tuning == baselines.SWEPT
+    identity = data.val.score(data.val.questions)["cosine"]
+    assert data.val.score(fitted.predict(data.val.questions))["cosine"] > identity + 0.2
+
+
+@pytest.mark.parametrize("fit", [baselines.mlp, baselines.linear], ids=["mlp", "linear"])
+def test_a_baseline_trained_with_lr_0_keeps_its_starting_map(fit):
+    data = rotated_embedded(2)
+    config = BaselinesConfig(mlp=MLPBaselineConfig(hidden=32, lr=0.0), linear=TunedStage(lr=0.0))
+    fitted = fit(data, 0, config, short_training(lr=0.0))
+    assert all(stage["best_epoch"] == 0 for stage in fitted.stages.values()), fitted.stages
+    torch.testing.assert_close(fitted.predict(data.test.questions), data.test.questions)  # the identity it started as
+    assert "kept its starting map" in fitted.note
+
+
+def test_parameter_counts():
+    data = rotated_embedded(3)
+    config = BaselinesConfig(mlp=MLPBaselineConfig(hidden=32))
+    assert baselines.mlp(data, 0, config, short_training()).parameters == 12 * 32 + 32 + 32 * 12 + 12
+    assert baselines.linear(data, 0, config, short_training()).parameters == 12 * 12 + 12
+
+
+def test_tuned_values_change_the_advanced_stage_only():
+    train = TrainConfig()
+    stages = baselines.stage_configs(train, TunedStage(lr=1e-4, weight_decay=0.2, infonce_temperature=0.07))
+    assert stages["dialogue"] == train.dialogue and stages["optimized"] == train.optimized
+    assert (stages["advanced"].lr, stages["advanced"].weight_decay, stages["advanced"].infonce_temperature) == (
+        1e-4, 0.2, 0.07)
+    assert dataclasses.replace(stages["advanced"], lr=train.advanced.lr, weight_decay=train.advanced.weight_decay,
+                               infonce_temperature=train.advanced.infonce_temperature) == train.advanced
 
 
 def test_mean_answer_and_legacy_transform():

@@ -88,3 +88,16 @@ def test_hubness_is_zero_when_even_and_large_with_a_hub():
     assert hubness(candidates, candidates, k=1) == 0.0
     hub_queries = candidates[:1].expand(50, -1) + 0.01 * unit(50, seed=4)
     assert hubness(hub_queries, candidates, k=1) > 3.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_predictions_are_refused_never_ranked_as_hits(bad):
+    from cube.metrics import NonFinitePredictions
+
+    answers = unit(6, seed=4)
+    pred = answers.clone()
+    pred[2] = bad
+    with pytest.raises(NonFinitePredictions, match="1 of 6 rows hold NaN or Inf"):
+        evaluate(pred, answers, answers, torch.arange(6))
+    with pytest.raises(NonFinitePredictions):
+        retrieval_ranks(torch.full_like(answers, bad), answers, torch.arange(6))

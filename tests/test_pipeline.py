@@ -23,7 +23,7 @@ REPORT_SECTIONS = ["## Provenance", "## Data", "## Quality on the test split", "
                    "### dialogue", "### optimized", "### advanced", "## Device", "## Throughput and latency", "## Memory",
                    "## Peers", "## Roofline", "## Scaling", "### Against lattice side", "### Against propagation steps",
                    "## Reliability"]
-REPORT_PNGS = ["loss_curves.png", "test_quality.png", "throughput.png", "scaling.png"]
+REPORT_PNGS = ["loss_curves.png", "test_quality.png", "paired_differences.png", "throughput.png", "scaling.png"]
 
 
 def run(command: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:

@@ -1,56 +1,84 @@
-"""The quality table's arithmetic and its plain-words verdict, on hand-made scores (the pipeline test runs them on
+"""The quality table's arithmetic and its plain-words verdicts, on hand-made scores (the pipeline test runs them on
 real ones)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
-from harness.evaluate import summarise
-from harness.report import _verdict
+from harness.evaluate import chosen_stage, compare, summarise
+from harness.report import detectable_lines, target_lines
 
 MEASURES = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
-BASELINES = ("identity", "mean answer", "ridge", "procrustes", "mlp")
+BASELINES = ("identity", "mean answer", "ridge", "procrustes", "linear (contrastive)", "mlp")
 
 
-def scores(value: float, parameters: int = 10) -> dict[str, Any]:
-    return {"test": dict.fromkeys(MEASURES, value), "val": dict.fromkeys(MEASURES, value), "parameters": parameters}
+def scores(value: float, parameters: int = 10, no_change: bool = False) -> dict[str, Any]:
+    return {"test": dict.fromkeys(MEASURES, value), "val": dict.fromkeys(MEASURES, value), "parameters": parameters,
+            "no_change": no_change}
 
 
-def run(cube: float, baseline: float, mlp: float | None = None) -> dict[str, Any]:
-    stages = {"dialogue": scores(cube, 5217)}
-    found = {name: scores(baseline) for name in BASELINES}
-    found["mlp"] = scores(baseline if mlp is None else mlp, 197248)
-    return {"stages": stages, "baselines": found}
+def run(cube: float, baseline: float) -> dict[str, Any]:
+    return {"stages": {"dialogue": scores(0.1), "advanced": scores(cube, 5217, no_change=cube < 0.55)},
+            "baselines": {name: scores(baseline) for name in BASELINES}}
 
 
 def test_summary_is_the_mean_and_sample_standard_deviation_over_seeds():
     summary = summarise({"0": run(0.5, 0.4), "1": run(0.6, 0.4), "2": run(0.7, 0.4)})
     assert summary["seeds"] == [0, 1, 2]
-    cube = summary["models"]["cube: dialogue"]["test"]["mrr"]
+    cube = summary["models"]["cube: advanced"]["test"]["mrr"]
     assert cube["mean"] == pytest.approx(0.6) and cube["std"] == pytest.approx(0.1)  # sample std: n - 1
     assert summary["models"]["ridge"]["test"]["mrr"] == {"mean": pytest.approx(0.4), "std": 0.0}
-    assert summary["models"]["cube: dialogue"]["parameters"] == 5217
+    assert summary["models"]["cube: advanced"]["parameters"] == 5217
+    assert summary["models"]["cube: advanced"]["no_change_in"] == ["0"]
+    assert chosen_stage(summary) == "advanced"
 
 
 def test_one_seed_has_zero_spread():
-    assert summarise({"0": run(0.5, 0.4)})["models"]["cube: dialogue"]["test"]["cosine"]["std"] == 0.0
+    assert summarise({"0": run(0.5, 0.4)})["models"]["cube: advanced"]["test"]["cosine"]["std"] == 0.0
 
 
-def verdict(runs: dict[str, Any]) -> str:
-    return "\n".join(_verdict(summarise(runs), runs))
+def per_pair(rows: dict[str, np.ndarray]) -> dict[str, dict[str, list[float]]]:
+    return {name: {m: list(values) for m in ("cosine", "recall@1", "mrr")} for name, values in rows.items()}
 
 
-def test_a_cube_ahead_of_every_baseline_meets_the_target_and_counts_its_seeds():
-    text = verdict({"0": run(0.6, 0.4), "1": run(0.5, 0.4), "2": run(0.45, 0.4)})
-    assert "**The quality target is met**" in text
-    assert "against **ridge**, the cube beats it on recall@1" in text and "higher in 3 of 3 seeds" in text
-    assert "the MLP has 197,248 (38x as many)" in text
+def comparisons(cube_offset: dict[str, float], n: int = 300) -> dict[str, Any]:
+    """Three seeds of per-pair scores: each baseline random, the cube that plus a fixed offset and noise."""
+    rng = np.random.default_rng(0)
+    seeds = {}
+    for seed in ("0", "1", "2"):
+        rows = {name: rng.random(n) for name in BASELINES}
+        for name, offset in cube_offset.items():
+            rows[f"cube: advanced vs {name}"] = rows[name] + offset + rng.normal(0, 0.02, n)
+        seeds[seed] = rows
+    result = {}
+    for name in cube_offset:  # one comparison at a time: the cube's scores for this baseline
+        pairs = {seed: per_pair({"cube: advanced": rows[f"cube: advanced vs {name}"], name: rows[name]})
+                 for seed, rows in seeds.items()}
+        result |= compare("advanced", pairs, [name])
+    return result
 
 
-def test_a_cube_behind_the_mlp_on_the_mean_says_so_even_when_it_wins_one_seed():
-    text = verdict({"0": run(0.6, 0.4, mlp=0.5), "1": run(0.4, 0.4, mlp=0.7), "2": run(0.4, 0.4, mlp=0.7)})
+def test_the_target_counts_only_significant_wins():
+    found = comparisons({name: 0.2 for name in BASELINES})
+    text = "\n".join(target_lines(found, "advanced"))
+    assert "**The quality target is met**" in text and "worse** than: none" in text
+
+
+def test_a_lead_inside_the_noise_is_no_win_and_a_loss_is_named():
+    found = comparisons({"identity": 0.2, "mean answer": 0.2, "ridge": 0.0, "procrustes": 0.2,
+                         "linear (contrastive)": 0.2, "mlp": -0.2})
+    text = "\n".join(target_lines(found, "advanced"))
     assert "**The quality target is not met**" in text
-    assert "against **mlp**, the cube does not beat it on recall@1" in text and "higher in 1 of 3 seeds" in text
-    assert "recall@1 against mlp, mrr against mlp" in text
+    assert "recall@1 against ridge (no significant difference)" in text
+    assert "mrr against mlp (worse)" in text
+    assert "significantly **better** than: identity on recall@1" in text
+
+
+def test_the_detectable_difference_line_names_the_test_pairs_and_the_pairs_a_002_difference_needs():
+    found = comparisons({name: 0.0 for name in BASELINES})
+    text = detectable_lines(found, 300)[0]
+    assert "With 300 test pairs" in text and "mrr differences of" in text and "recall@1 differences of" in text
+    assert "Detecting a 0.02 MRR difference would take about" in text

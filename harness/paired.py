@@ -1,0 +1,120 @@
+"""Paired comparisons: is model A better than model B on the same evaluation pairs, beyond the noise?
+
+Every quality verdict in the harness comes from here. The unit is the per-pair difference of a measure
+(cosine, hit@1, reciprocal rank) between two models scored on the same pairs. Its mean gets a 95% interval
+from a hierarchical bootstrap: seeds are drawn with replacement, and pairs with replacement (the same draw
+for every seed when the seeds share one test split, as a crossed design needs). With one seed this is the
+plain paired bootstrap over pairs, percentile interval; a test checks it against ``scipy.stats.bootstrap``.
+scipy has no two-level resampling, hence the multinomial counts below.
+
+The verdict is "better" when the whole interval is above 0, "worse" when below, and otherwise "no significant
+difference". ``detectable`` is the smallest true difference this evaluation would call significant with 80%
+power at the 5% level: (z_0.975 + z_0.8) times the bootstrap standard error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+CONFIDENCE = 0.95
+POWER = 0.8
+RESAMPLES = 10_000
+CHUNK = 1_000  # bootstrap draws per block, to keep the count matrices small
+BETTER, WORSE, NO_DIFFERENCE = "better", "worse", "no significant difference"
+
+
+class NonFiniteScores(ValueError):
+    """Per-pair scores holding NaN or Inf: refused, never averaged or ranked."""
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of (ours - theirs) over seeds and pairs, its interval and what it means."""
+
+    measure: str
+    mean: float
+    low: float
+    high: float
+    standard_error: float
+    detectable: float
+    pairs: int
+    seeds: int
+    confidence: float = CONFIDENCE
+
+    @property
+    def verdict(self) -> str:
+        if self.low > 0:
+            return BETTER
+        if self.high < 0:
+            return WORSE
+        return NO_DIFFERENCE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"verdict": self.verdict}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PairedDifference:
+        return cls(**{k: v for k, v in raw.items() if k != "verdict"})
+
+    def interval(self) -> str:
+        return f"[{self.low:+.4f}, {self.high:+.4f}]"
+
+
+def _as_rows(scores: Sequence[Sequence[float]] | np.ndarray, label: str) -> list[np.ndarray]:
+    rows = [np.asarray(row, dtype=np.float64) for row in scores]
+    if not rows or any(row.ndim != 1 or len(row) == 0 for row in rows):
+        raise ValueError(f"{label}: per-pair scores must be one non-empty list per seed")
+    for seed, row in enumerate(rows):
+        if not np.isfinite(row).all():
+            raise NonFiniteScores(f"{label}: seed #{seed} has {int((~np.isfinite(row)).sum())} non-finite per-pair "
+                                  "scores; non-finite scores are refused, not averaged")
+    return rows
+
+
+def paired_difference(ours: Sequence[Sequence[float]] | np.ndarray, theirs: Sequence[Sequence[float]] | np.ndarray,
+                      measure: str, *, shared_pairs: bool = True, resamples: int = RESAMPLES,
+                      seed: int = 0) -> PairedDifference:
+    """Compare two models' per-pair scores: one row per seed, the same pairs in the same order in both.
+
+    ``shared_pairs``: every seed scored the same pairs (one test split), so pairs are drawn once for all seeds;
+    otherwise each seed's pairs are drawn on their own (a split re-drawn per seed).
+    """
+    ours_rows, theirs_rows = _as_rows(ours, f"{measure} (ours)"), _as_rows(theirs, f"{measure} (theirs)")
+    if [len(r) for r in ours_rows] != [len(r) for r in theirs_rows]:
+        raise ValueError(f"{measure}: the two models were not scored on the same pairs "
+                         f"({[len(r) for r in ours_rows]} vs {[len(r) for r in theirs_rows]} per seed)")
+    diffs = [a - b for a, b in zip(ours_rows, theirs_rows)]
+    sizes = {len(d) for d in diffs}
+    shared = shared_pairs and len(sizes) == 1
+    rng = np.random.default_rng(seed)
+    draws = []
+    for start in range(0, resamples, CHUNK):
+        size = min(CHUNK, resamples - start)
+        if shared:
+            n = len(diffs[0])
+            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=size)  # (size, n)
+            pair_means = counts @ np.stack(diffs).T / n  # (size, seeds)
+        else:
+            pair_means = np.stack([rng.multinomial(len(d), np.full(len(d), 1.0 / len(d)), size=size) @ d / len(d)
+                                   for d in diffs], axis=1)
+        s = len(diffs)
+        seed_weights = rng.multinomial(s, np.full(s, 1.0 / s), size=size) / s if s > 1 else np.ones((size, 1))
+        draws.append((pair_means * seed_weights).sum(axis=1))
+    stats = np.concatenate(draws)
+    tail = (1.0 - CONFIDENCE) / 2.0
+    low, high = np.quantile(stats, [tail, 1.0 - tail])
+    error = float(stats.std(ddof=1))
+    return PairedDifference(
+        measure=measure, mean=float(np.mean([d.mean() for d in diffs])), low=float(low), high=float(high),
+        standard_error=error, detectable=float((norm.ppf(1.0 - tail) + norm.ppf(POWER)) * error),
+        pairs=int(round(np.mean([len(d) for d in diffs]))), seeds=len(diffs))
+
+
+def pairs_needed(difference: PairedDifference, target: float) -> int:
+    """About how many evaluation pairs would make ``target`` detectable, at this comparison's per-pair spread."""
+    return int(np.ceil(difference.pairs * (difference.detectable / target) ** 2))

@@ -1,0 +1,78 @@
+"""The paired-difference verdicts on hand-made per-pair scores whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from harness.paired import BETTER, NO_DIFFERENCE, WORSE, NonFiniteScores, paired_difference, pairs_needed
+
+
+def scores(n: int = 200, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random(n)
+
+
+def test_a_clear_win_is_better():
+    theirs = scores()
+    ours = theirs + 0.1 + np.random.default_rng(1).normal(0, 0.05, len(theirs))
+    result = paired_difference([ours], [theirs], "mrr")
+    assert result.verdict == BETTER and 0.09 < result.mean < 0.11 and result.low > 0
+
+
+def test_a_clear_loss_is_worse():
+    theirs = scores()
+    ours = theirs - 0.1 + np.random.default_rng(2).normal(0, 0.05, len(theirs))
+    assert paired_difference([ours], [theirs], "mrr").verdict == WORSE
+
+
+def test_a_tie_is_no_significant_difference():
+    theirs = scores()
+    swing = np.where(np.arange(len(theirs)) % 2 == 0, 0.2, -0.2)  # wins and losses of equal size, mean exactly 0
+    result = paired_difference([theirs + swing], [theirs], "recall@1")
+    assert result.verdict == NO_DIFFERENCE and result.mean == pytest.approx(0.0) and result.low < 0 < result.high
+
+
+def test_identical_scores_have_a_zero_interval_and_no_verdict():
+    theirs = scores()
+    result = paired_difference([theirs], [theirs], "cosine")
+    assert (result.low, result.high, result.verdict) == (0.0, 0.0, NO_DIFFERENCE)
+
+
+def test_one_seed_matches_scipys_paired_bootstrap():
+    theirs = scores(127)
+    ours = theirs + np.random.default_rng(3).normal(0.01, 0.2, 127)
+    ours_result = paired_difference([ours], [theirs], "mrr")
+    scipy_result = stats.bootstrap((ours - theirs,), np.mean, method="percentile", n_resamples=10_000, random_state=0)
+    assert ours_result.low == pytest.approx(scipy_result.confidence_interval.low, abs=0.003)
+    assert ours_result.high == pytest.approx(scipy_result.confidence_interval.high, abs=0.003)
+    assert ours_result.standard_error == pytest.approx(scipy_result.standard_error, rel=0.05)
+
+
+def test_seeds_that_disagree_widen_the_interval():
+    theirs = np.stack([scores(300)] * 3)
+    offsets = np.array([[0.05], [0.0], [-0.05]])  # every pair moves with its seed: the spread is between seeds
+    pairs_only = paired_difference(theirs[:1] + 0.05, theirs[:1], "mrr")
+    over_seeds = paired_difference(theirs + offsets, theirs, "mrr")
+    assert pairs_only.verdict == BETTER
+    assert over_seeds.verdict == NO_DIFFERENCE and over_seeds.seeds == 3
+
+
+def test_the_detectable_difference_shrinks_with_more_pairs():
+    small = paired_difference([scores(100, 4)], [scores(100, 5)], "mrr")
+    large = paired_difference([scores(1600, 4)], [scores(1600, 5)], "mrr")
+    assert large.detectable == pytest.approx(small.detectable / 4, rel=0.2)
+    assert pairs_needed(small, small.detectable / 2) == pytest.approx(400, rel=0.01)
+
+
+def test_non_finite_scores_are_refused():
+    theirs = scores()
+    ours = theirs.copy()
+    ours[3] = np.nan
+    with pytest.raises(NonFiniteScores, match="non-finite"):
+        paired_difference([ours], [theirs], "mrr")
+
+
+def test_scores_of_different_pairs_are_refused():
+    with pytest.raises(ValueError, match="not scored on the same pairs"):
+        paired_difference([scores(10)], [scores(11)], "mrr")
