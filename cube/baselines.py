@@ -2,10 +2,11 @@
 
 Each is a ``Baseline``: a name, a prediction function, a parameter count and its tuning budget.
 The trainable ones (the MLP and the contrastive linear map) are trained the way the cube is:
-through its dialogue, optimized and advanced stages with the same ``CubeTrainer``, so the same
-loss mix, optimizer, clipping, schedule, early stopping, monitor and epoch-0 fallback (a stage
-that no epoch improves keeps the map it started from). Both start as the identity map, the
-state the cube's autoencoder stage approximates. Their advanced-stage values come from
+by the same ``CubeTrainer`` with the cube's stage settings, so the same loss mix, optimizer,
+clipping, schedule, early stopping, monitor and epoch-0 fallback (a stage that no epoch improves
+keeps the map it started from). Both start as the identity map, the state the cube's autoencoder
+stage approximates, and go through the cube's dialogue, optimized and advanced stages, or (when
+``chain`` is off) the advanced stage alone. Their advanced-stage values and ``chain`` come from
 ``params.yaml``'s ``baselines`` section, chosen on validation by ``scripts/val_sweep_baselines.py``
 with the cube's budget. Choices that need tuning are made on validation; test is never read here.
 """
@@ -124,8 +125,9 @@ class LinearMap(nn.Module):
 
 
 def stage_configs(train: TrainConfig, tuned: TunedStage) -> dict[str, StageConfig]:
-    """The cube's dialogue, optimized and advanced settings, with the baseline's tuned advanced-stage values."""
-    stages = {name: getattr(train, name) for name in TRAINED_STAGES}
+    """The cube's dialogue, optimized and advanced settings (only advanced without ``chain``), with the baseline's
+    tuned advanced-stage values."""
+    stages = {name: getattr(train, name) for name in (TRAINED_STAGES if tuned.chain else ("advanced",))}
     stages["advanced"] = replace(stages["advanced"], lr=tuned.lr, weight_decay=tuned.weight_decay,
                                  infonce_temperature=tuned.infonce_temperature)
     return stages
@@ -151,11 +153,12 @@ def _trained(name: str, model: nn.Module, data: EmbeddedData, stages: dict[str, 
              device: torch.device | str, note: str) -> Baseline:
     record = train_like_the_cube(model, data, stages, seed, device)
     kept = [stage for stage, r in record.items() if r["best_epoch"] == 0]
-    note += "; trained through " + " -> ".join(record) + " like the cube"
+    note += "; trained through " + " -> ".join(record) + " with the cube's stage settings"
     if kept:
         note += f" ({', '.join(kept)} kept its starting map)"
     count = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return Baseline(name, lambda q: predict(model, q, torch.device("cpu")), count, note, SWEPT, record)
+    return Baseline(name, lambda q: predict(model, q, torch.device("cpu")), count, note,
+                    f"{SWEPT} (stages: {' -> '.join(record)})", record)
 
 
 def mlp(data: EmbeddedData, seed: int, config: BaselinesConfig, train: TrainConfig,

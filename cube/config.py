@@ -162,27 +162,28 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TunedStage:
-    """A trainable baseline's advanced-stage values, chosen on validation like the cube's (``baselines.*``);
-    everything else it trains with is the cube's own ``train.<stage>`` settings."""
+    """A trainable baseline's advanced-stage values and whether it goes through the cube's earlier dialogue stages
+    first, chosen on validation like the cube's (``baselines.*``); every other setting is the cube's own
+    ``train.<stage>``."""
 
-    lr: float = field(default=3e-4, metadata=positive())
+    lr: float = field(default=1e-3, metadata=positive())
     weight_decay: float = field(default=0.01, metadata=non_negative())
     infonce_temperature: float = field(default=0.1, metadata=positive())
+    chain: bool = True  # true: dialogue -> optimized -> advanced, as the cube; false: the advanced stage alone
 
 
 @dataclass(frozen=True)
 class MLPBaselineConfig(TunedStage):
-    lr: float = field(default=1e-3, metadata=positive())
     hidden: int = field(default=512, metadata=positive())
 
 
 @dataclass(frozen=True)
 class BaselinesConfig:
-    """The trainable baselines: trained through the cube's dialogue, optimized and advanced stages (same loss mix,
-    optimizer, clipping, schedule, early stopping, epoch-0 fallback and monitor), with these tuned values."""
+    """The trainable baselines: trained from the identity map with the cube's stage settings (loss mix, optimizer,
+    clipping, schedule, early stopping, epoch-0 fallback and monitor), with these tuned values."""
 
     mlp: MLPBaselineConfig = MLPBaselineConfig()
-    linear: TunedStage = TunedStage()
+    linear: TunedStage = TunedStage(chain=False)
 
 
 @dataclass(frozen=True)
@@ -211,9 +212,10 @@ class GateConfig:
 @dataclass(frozen=True)
 class QualityConfig:
     """Repeats behind the quality table's mean ± std: the `seeds` stage trains the four stages again, from scratch,
-    under each extra seed (the data split stays the one ``seed`` made; only initialisation and batch order change)."""
+    under each extra seed (initialisation and batch order change; the data split too with ``resplit``)."""
 
     extra_seeds: tuple[int, ...] = field(default=(1, 2), metadata=non_negative() | {"may_be_empty": True})
+    resplit: bool = False  # true: each extra seed also re-draws the train/val/test split, so the ± includes it
 
 
 @dataclass(frozen=True)

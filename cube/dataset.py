@@ -179,6 +179,28 @@ def build_embedded_data(params: Params, splits: Splits | None = None, progress: 
     )
 
 
+def redraw_split(data: EmbeddedData, val_fraction: float, test_fraction: float, seed: int) -> EmbeddedData:
+    """The same embedded pairs split again by question under ``seed`` (nothing is re-encoded).
+
+    With several teachers the ensemble alignment was fit on the first split's training pairs, which the new
+    split may test on, so only a single teacher may be re-split.
+    """
+    if len(data.teachers) > 1:
+        raise ValueError("quality.resplit needs a single teacher: the ensemble alignment was fit on the first split's "
+                         "training pairs; set quality.resplit: false or use one teacher")
+    lookup: dict[str, torch.Tensor] = {}
+    for split in (data.train, data.val, data.test):
+        lookup.update(zip((p.question for p in split.pairs), split.questions))
+        lookup.update(zip((p.answer for p in split.pairs), split.answers))
+    splits = split_by_question(data.train.pairs + data.val.pairs + data.test.pairs, val_fraction, test_fraction, seed)
+    embedded = {name: embed_split(name, pairs, lookup) for name, pairs in splits.named().items()}
+    sentences = torch.stack([lookup[t] for t in unique_sentences(splits.train)])
+    card = data.card | {"pairs": {name: len(s) for name, s in embedded.items()}, "question_groups": splits.groups,
+                        "distinct_answers": {name: len(s.candidates) for name, s in embedded.items()},
+                        "autoencoder_sentences": len(sentences), "split_seed": seed}
+    return EmbeddedData(embedded["train"], embedded["val"], embedded["test"], sentences, data.dim, data.teachers, card)
+
+
 # ---------------------------------------------------------------- on disk
 
 SPLIT_TENSORS = ("questions", "answers", "candidates", "answer_index", "group")

@@ -18,12 +18,13 @@ import torch
 from cube import atomic, baselines
 from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.config import Params
-from cube.dataset import EmbeddedData, EmbeddedSplit, load_embedded
+from cube.dataset import EmbeddedData, EmbeddedSplit
 from cube.device import choose_device, set_determinism
 from cube.metrics import PER_PAIR, NonFinitePredictions
 from cube.processor import EmbeddingProcessor, Mode
 from cube.trainer import predict
 from harness import paired, paths
+from harness.train import embedded_for
 
 SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
 CUBE = "cube: "
@@ -124,7 +125,6 @@ def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: 
 
 
 def evaluate_all(params: Params) -> dict[str, Any]:
-    data = load_embedded(paths.EMBEDDED)
     set_determinism(params.train.deterministic)
     device = choose_device(params.train.device).device
     folders = {params.seed: paths.CHECKPOINTS}
@@ -133,8 +133,10 @@ def evaluate_all(params: Params) -> dict[str, Any]:
         if not folders[seed].is_dir():
             raise FileNotFoundError(f"{folders[seed]} is missing: quality.extra_seeds lists {seed}, but the `seeds` "
                                     "stage has not trained it; run `dvc repro` (or `python -m harness seeds`) first")
-    runs, pair_scores = {}, {}
+    runs, pair_scores, sizes = {}, {}, {}
     for seed, folder in folders.items():
+        data = embedded_for(params, seed)
+        sizes[seed] = (len(data.test), len(data.test.candidates))
         pairs: dict[str, Any] = {}
         runs[str(seed)] = {"stages": _stage_scores(params, data, folder, device, seed, pairs),
                            "baselines": _baseline_scores(params, data, seed, device, pairs)}
@@ -143,9 +145,10 @@ def evaluate_all(params: Params) -> dict[str, Any]:
     summary = summarise(runs)
     stage = chosen_stage(summary)
     result: dict[str, Any] = {
-        "stages": own["stages"], "baselines": own["baselines"], "test_pairs": len(data.test),
-        "test_candidates": len(data.test.candidates), "summary": summary, "chosen_stage": stage,
-        "comparisons": compare(stage, pair_scores, list(own["baselines"])),
+        "stages": own["stages"], "baselines": own["baselines"], "test_pairs": sizes[params.seed][0],
+        "test_candidates": sizes[params.seed][1], "resplit": params.quality.resplit, "summary": summary,
+        "chosen_stage": stage,
+        "comparisons": compare(stage, pair_scores, list(own["baselines"]), shared_pairs=not params.quality.resplit),
     }
     atomic.write_json(paths.EVALUATE_SEEDS, {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()})
     atomic.write_json(paths.EVALUATE_METRICS, result)

@@ -56,9 +56,9 @@ def quality_bars(summary: dict[str, Any], path: Path) -> None:
     _save(figure, path)
 
 
-def paired_differences(comparisons: dict[str, dict[str, Any]], stage: str, path: Path) -> None:
+def paired_differences(comparisons: dict[str, dict[str, Any]], measures: tuple[str, ...], stage: str,
+                       path: Path) -> None:
     """Cube minus each baseline, one panel per measure: the mean difference with its 95% interval, 0 marked."""
-    measures = list(next(iter(comparisons.values())))
     names = list(comparisons)
     figure, axes = plt.subplots(1, len(measures), figsize=(4 * len(measures), 0.45 * len(names) + 1.6), sharey=True)
     colours = {"better": "tab:green", "worse": "tab:red", "no significant difference": "tab:grey"}

@@ -60,6 +60,8 @@ def _stage_label(name: str, no_change_in: list[str], seeds: int) -> str:
     """A cube stage's row name, marked when its best epoch was its starting point (it kept the previous map)."""
     if not no_change_in:
         return name
+    if seeds == 1:
+        return f"{name} (no change: kept its starting map)"
     where = "every seed" if len(no_change_in) == seeds else "seed " + ", ".join(no_change_in)
     return f"{name} (no change: kept its starting map in {where})"
 
@@ -145,13 +147,15 @@ def _quality_section(evaluation: dict[str, Any], seed: int) -> list[str]:
            f"{evaluation['test_pairs']} test pairs; each answer is ranked among the split's "
            f"{evaluation['test_candidates']} distinct answers (other answers of the same question are not "
            "competitors). Baselines are fit on the training split and tuned on validation; the MLP and the "
-           "contrastive linear map are trained like the cube (its dialogue, optimized and advanced stages: loss mix, "
-           "AdamW, clipping, plateau schedule, early stopping, epoch-0 fallback, validation monitor), from the "
-           "identity map, with the tuning budget in the last column. "
+           "contrastive linear map are trained like the cube, from the identity map, by its trainer with its stage "
+           "settings (loss mix, AdamW, clipping, plateau schedule, early stopping, epoch-0 fallback, validation "
+           "monitor), through the stages named in the last column with the tuning budget there. "
            + (f"Each row is the mean ± sample standard deviation over seeds {seeds}: under each seed the cube's four "
-              "stages are trained again from scratch and the trainable baselines retrained (the seed changes "
-              "initialisation and batch order, not the data split); the ± is training noise only: the paired "
-              "intervals below add the test pairs' own spread." if count > 1 else
+              "stages are trained again from scratch and the trainable baselines retrained "
+              + ("(with `quality.resplit` each extra seed also re-draws the train/val/test split, so the ± includes "
+                 f"split variation; the counts above are seed {seed}'s split)." if evaluation.get("resplit") else
+                 "(the seed changes initialisation and batch order, not the data split); the ± is training noise "
+                 "only: the paired intervals below add the test pairs' own spread.") if count > 1 else
               f"One seed ({seeds}), so every ± is 0: list more in quality.extra_seeds for a spread."), ""]
     rows = []
     for name, entry in summary["models"].items():
@@ -181,6 +185,7 @@ def build_report(params: Params) -> Path:
     evaluation["baselines"] = _in_order(evaluation["baselines"], BASELINE_ORDER)
     order = [f"cube: {stage}" for stage in paths.STAGES] + list(BASELINE_ORDER)
     evaluation["summary"]["models"] = _in_order(evaluation["summary"]["models"], order)
+    evaluation["comparisons"] = _in_order(evaluation["comparisons"], BASELINE_ORDER)
     bench = _read(paths.BENCH_METRICS)
     trained = {stage: _read(paths.train_metrics(stage)) for stage in paths.STAGES}
     histories = {
@@ -192,7 +197,7 @@ def build_report(params: Params) -> Path:
 
     plots.loss_curves(histories, paths.REPORTS / "loss_curves.png")
     plots.quality_bars(evaluation["summary"], paths.REPORTS / "test_quality.png")
-    plots.paired_differences(evaluation["comparisons"], evaluation["chosen_stage"],
+    plots.paired_differences(evaluation["comparisons"], COMPARED, evaluation["chosen_stage"],
                              paths.REPORTS / "paired_differences.png")
     plots.throughput(bench, paths.REPORTS / "throughput.png")
     plots.scaling(bench["scaling"], bench["device"], paths.REPORTS / "scaling.png")

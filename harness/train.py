@@ -20,7 +20,7 @@ import torch
 from cube import atomic
 from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.config import Params, StageConfig
-from cube.dataset import EmbeddedData, load_embedded
+from cube.dataset import EmbeddedData, load_embedded, redraw_split
 from cube.device import choose_device, set_determinism
 from cube.distributed import (
     World,
@@ -66,6 +66,15 @@ def _fingerprint(params: Params, previous_sha: str | None) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def embedded_for(params: Params, seed: int) -> EmbeddedData:
+    """The embedded splits a chain under ``seed`` trains and is scored on: the datasets stage's, or, with
+    ``quality.resplit``, the same pairs split again under an extra seed."""
+    data = load_embedded(paths.EMBEDDED)
+    if not params.quality.resplit or seed == params.seed:
+        return data
+    return redraw_split(data, params.data.val_fraction, params.data.test_fraction, seed)
+
+
 def needs_launch(params: Params) -> bool:
     """True in the process DVC starts when the stage must run as several torchrun workers."""
     return params.train.distributed.world_size > 1 and not world_from_env().distributed
@@ -98,13 +107,13 @@ def run_stage(params: Params, stage: str, progress: bool = True, chain: Chain | 
     checkpoint (the others get the weights when DDP wraps the model) and writes every file.
     """
     config = params.stage(stage)
-    data = load_embedded(paths.EMBEDDED)
+    chain = chain or Chain(params.seed)
+    data = embedded_for(params, chain.seed)
     set_determinism(params.train.deterministic)
     choice = choose_device(params.train.device)
     device = worker_device(choice.device, world_from_env())
     with process_group(params.train.distributed, device) as world:
-        summary = _train(params, stage, config, data, device, choice.reason, world, progress,
-                         chain or Chain(params.seed))
+        summary = _train(params, stage, config, data, device, choice.reason, world, progress, chain)
     return summary
 
 

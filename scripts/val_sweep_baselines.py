@@ -1,9 +1,10 @@
 """Validation-only sweep of the trainable baselines: how params.yaml's `baselines` section was chosen.
 
 Each baseline gets the cube's own tuning budget (16 configurations x the 3 seeds of `seed` and quality.extra_seeds,
-as scripts/val_sweep_advanced.py gave the cube's advanced stage): every configuration trains the baseline through
-the cube's dialogue -> optimized -> advanced stages under each seed and is scored on validation. The rule: the
-highest mean validation MRR. The test split is never read. Run after `dvc repro datasets`, from the repository root:
+as scripts/val_sweep_advanced.py gave the cube's advanced stage): every configuration trains the baseline from the
+identity map, through the cube's dialogue -> optimized -> advanced stages (chain) or the advanced stage alone, under
+each seed, and is scored on validation. The rule: the highest mean validation MRR. The test split is never read.
+Run after `dvc repro datasets`, from the repository root:
 
     .venv/bin/python scripts/val_sweep_baselines.py [mlp|linear ...]
 
@@ -30,10 +31,10 @@ from cube.dataset import load_embedded  # noqa: E402
 from harness import paths  # noqa: E402
 
 GRIDS: dict[str, list[TunedStage]] = {
-    "linear": [TunedStage(lr=lr, weight_decay=wd, infonce_temperature=t)
-               for lr, wd, t in itertools.product((1e-4, 3e-4, 1e-3, 3e-3), (0.01, 0.1), (0.05, 0.1))],
-    "mlp": [MLPBaselineConfig(lr=lr, weight_decay=0.01, infonce_temperature=t, hidden=h)
-            for lr, t, h in itertools.product((1e-4, 3e-4, 1e-3, 3e-3), (0.05, 0.1), (256, 512))],
+    "linear": [TunedStage(lr=lr, infonce_temperature=t, chain=chain)
+               for chain, lr, t in itertools.product((True, False), (1e-4, 3e-4, 1e-3, 3e-3), (0.05, 0.1))],
+    "mlp": [MLPBaselineConfig(lr=lr, hidden=h, chain=chain)
+            for chain, lr, h in itertools.product((True, False), (1e-4, 3e-4, 1e-3, 3e-3), (256, 512))],
 }
 TRAIN = {"linear": baselines.linear, "mlp": baselines.mlp}
 MEASURES = ("cosine", "recall@1", "mrr")
@@ -66,7 +67,7 @@ def main(names: list[str]) -> None:
     for name, tuned in chosen.items():
         print(f"  {name}:")
         for key, value in vars(tuned).items():
-            print(f"    {key}: {value:g}")
+            print(f"    {key}: {str(value).lower() if isinstance(value, bool) else f'{value:g}'}")
 
 
 if __name__ == "__main__":

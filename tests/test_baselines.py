@@ -55,7 +55,7 @@ def test_a_trainable_baseline_learns_through_the_cubes_stages(fit):
     fitted = fit(data, 0, config, short_training(lr=1e-2))
     assert list(fitted.stages) == ["dialogue", "optimized", "advanced"]
     assert fitted.stages["advanced"]["monitor"] == "mrr" and fitted.stages["dialogue"]["monitor"] == "cosine"
-    assert fitted.tuning == baselines.SWEPT
+    assert fitted.tuning == f"{baselines.SWEPT} (stages: dialogue -> optimized -> advanced)"
     identity = data.val.score(data.val.questions)["cosine"]
     assert data.val.score(fitted.predict(data.val.questions))["cosine"] > identity + 0.2
 
@@ -85,6 +85,14 @@ def test_tuned_values_change_the_advanced_stage_only():
         1e-4, 0.2, 0.07)
     assert dataclasses.replace(stages["advanced"], lr=train.advanced.lr, weight_decay=train.advanced.weight_decay,
                                infonce_temperature=train.advanced.infonce_temperature) == train.advanced
+
+
+def test_without_the_chain_a_baseline_trains_the_advanced_stage_alone():
+    data = rotated_embedded(4)
+    config = BaselinesConfig(linear=TunedStage(lr=3e-3, chain=False))
+    fitted = baselines.linear(data, 0, config, short_training(lr=1e-2))
+    assert list(fitted.stages) == ["advanced"] and fitted.tuning.endswith("(stages: advanced)")
+    assert fitted.stages["advanced"]["best_epoch"] > 0
 
 
 def test_mean_answer_and_legacy_transform():

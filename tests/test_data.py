@@ -131,3 +131,24 @@ def test_corrupted_cache_is_detected_and_rebuilt(tmp_path):
     cache.get(texts, fake_encoder(calls))
     assert calls == [3, 3]
     assert not EmbeddingCache(tmp_path, "key", {}).stats.rebuilt
+
+
+def test_a_redrawn_split_keeps_every_pair_and_its_embeddings_and_keeps_questions_in_one_split():
+    import torch
+
+    from cube.data import Pair
+    from cube.dataset import EmbeddedData, embed_split, redraw_split
+
+    pairs = [Pair(f"question {i % 40}?", f"answer {i}") for i in range(120)]
+    lookup = {text: torch.randn(8) for p in pairs for text in (p.question, p.answer)}
+    first = split_by_question(pairs, 0.2, 0.2, 0)
+    splits = {name: embed_split(name, chosen, lookup) for name, chosen in first.named().items()}
+    data = EmbeddedData(splits["train"], splits["val"], splits["test"], torch.zeros(1, 8), 8, [], {})
+    again = redraw_split(data, 0.2, 0.2, 1)
+    assert sorted(p.answer for s in (again.train, again.val, again.test) for p in s.pairs) == sorted(
+        p.answer for p in pairs)
+    assert {p.question for p in again.test.pairs} != {p.question for p in data.test.pairs}
+    assert not {p.question for p in again.test.pairs} & {p.question for p in again.train.pairs}
+    row = again.test.pairs.index(again.test.pairs[0])
+    assert torch.equal(again.test.questions[row], lookup[again.test.pairs[0].question])
+    assert len(again.sentences) == len({t for p in again.train.pairs for t in (p.question, p.answer)})

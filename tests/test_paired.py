@@ -76,3 +76,10 @@ def test_non_finite_scores_are_refused():
 def test_scores_of_different_pairs_are_refused():
     with pytest.raises(ValueError, match="not scored on the same pairs"):
         paired_difference([scores(10)], [scores(11)], "mrr")
+
+
+def test_seeds_with_their_own_splits_are_compared_pair_by_pair_within_each_seed():
+    theirs = [scores(120, 6), scores(90, 7)]
+    ours = [t + 0.1 for t in theirs]
+    result = paired_difference(ours, theirs, "mrr", shared_pairs=False)
+    assert result.verdict == BETTER and result.seeds == 2 and result.mean == pytest.approx(0.1)

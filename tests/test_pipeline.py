@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cube.config import load_params
 from harness.tiny import make_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 REPORT_SECTIONS = ["## Provenance", "## Data", "## Quality on the test split", "## Stages", "### autoencoder",
                    "### dialogue", "### optimized", "### advanced", "## Device", "## Throughput and latency", "## Memory",
                    "## Peers", "## Roofline", "## Scaling", "### Against lattice side", "### Against propagation steps",
-                   "## Reliability"]
+                   "### Is the cube better? Paired differences on the test pairs", "## Reliability"]
 REPORT_PNGS = ["loss_curves.png", "test_quality.png", "paired_differences.png", "throughput.png", "scaling.png"]
 
 
@@ -53,7 +54,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_declared_metrics_file_exists_with_its_keys(repo):
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     assert set(evaluation["stages"]) == {"autoencoder", "dialogue", "optimized", "advanced"}
-    assert {"identity", "mean answer", "ridge", "procrustes", "mlp", "legacy q+0.15tanh(q)"} <= set(evaluation["baselines"])
+    assert {"identity", "mean answer", "ridge", "procrustes", "linear (contrastive)", "mlp",
+            "legacy q+0.15tanh(q)"} <= set(evaluation["baselines"])
+    params = load_params(repo / "params.yaml")
+    for name, tuned in (("mlp", params.baselines.mlp), ("linear (contrastive)", params.baselines.linear)):
+        stages = ["dialogue", "optimized", "advanced"] if tuned.chain else ["advanced"]  # the cube's stages
+        assert list(evaluation["baselines"][name]["stages"]) == stages
     for result in [*evaluation["stages"].values(), *evaluation["baselines"].values()]:
         assert {"cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness"} <= set(result["test"])
     for stage in ("autoencoder", "dialogue", "optimized", "advanced"):
@@ -91,6 +97,17 @@ def test_every_extra_seed_trains_its_own_chain_and_the_table_spans_all_seeds(rep
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
     assert "mean ± sample standard deviation over seeds 0, 1, 2" in report
     assert "The cube stage chosen on mean validation MRR is" in report and "**The quality target is" in report
+    chosen = evaluation["chosen_stage"]
+    for name, measures in evaluation["comparisons"].items():  # every baseline, paired over 3 seeds' test pairs
+        for measure in ("cosine", "recall@1", "mrr"):
+            found = measures[measure]
+            assert found["seeds"] == 3 and found["pairs"] == evaluation["test_pairs"]
+            assert found["low"] <= found["mean"] <= found["high"]
+            ours = [runs[s]["stages"][chosen]["test"][measure] for s in ("0", "1", "2")]
+            theirs = [runs[s]["baselines"][name]["test"][measure] for s in ("0", "1", "2")]
+            assert found["mean"] == pytest.approx((sum(ours) - sum(theirs)) / 3)
+            assert f"| {name} | {measure} | {found['mean']:+.4f} |" in report
+    assert "What this evaluation can decide" in report
 
 
 def test_report_has_every_section_and_its_plots(repo):

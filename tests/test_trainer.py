@@ -139,3 +139,17 @@ def test_out_of_memory_names_the_batch_size_and_a_smaller_one(embedded):
     with pytest.raises(OutOfDeviceMemory, match=r"stage 'dialogue', epoch 1, step \d+: out of cpu memory at batch size 32; "
                                                 r"set train.dialogue.batch_size to 16 or lower"):
         run.fit()
+
+
+def test_a_stage_no_epoch_improves_keeps_its_starting_map_and_reports_that_maps_validation(embedded, tmp_path):
+    run = trainer(embedded, config=StageConfig(epochs=2, lr=0.0), checkpoint_dir=tmp_path / "stage")
+    start = {k: v.clone() for k, v in run.model.state_dict().items()}
+    result = run.fit()
+    assert result.best_epoch == 0
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, start[name]), name
+    kept = embedded.val.score(predict(run.model, embedded.val.questions, CPU))
+    assert result.start_val["mrr"] == pytest.approx(kept["mrr"]) and result.start_val["cosine"] == pytest.approx(
+        kept["cosine"])
+    resumed = trainer(embedded, config=StageConfig(epochs=2, lr=0.0), checkpoint_dir=tmp_path / "stage").fit()
+    assert resumed.start_val == result.start_val  # a finished stage read back carries them too
