@@ -93,7 +93,7 @@ class CubeConfig:
 class StageConfig:
     epochs: int = field(default=20, metadata=positive())
     batch_size: int = field(default=64, metadata=positive())
-    lr: float = field(default=3e-3, metadata=positive())
+    lr: float = field(default=3e-3, metadata=non_negative())  # 0 freezes the stage: it keeps its starting map
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = field(default=0.0, metadata=non_negative())
     grad_clip: float = field(default=0.0, metadata=non_negative())  # 0: off
@@ -192,6 +192,7 @@ class BenchConfig:
     warmup: int = field(default=3, metadata=non_negative())
     repeats: int = field(default=5, metadata=positive())
     peer_batch_size: int = field(default=64, metadata=positive())
+    peer_repeats: int = field(default=21, metadata=_range(3, None))  # interleaved repeats behind each ratio's interval
     lattice_sides: tuple[int, ...] = field(default=(4, 8, 12, 16, 24), metadata=positive())
     steps_sweep: tuple[int, ...] = field(default=(1, 5, 10, 20, 40), metadata=positive())
     scaling_batch_size: int = field(default=8, metadata=positive())
@@ -206,7 +207,11 @@ class GateConfig:
     cosine_drop: float = field(default=0.01, metadata=non_negative())  # absolute, test cosine per stage
     recall_drop: float = field(default=0.03, metadata=non_negative())  # absolute, test recall@1 per stage
     mrr_drop: float = field(default=0.02, metadata=non_negative())  # absolute, test MRR per stage
-    speed_ratio_drop: float = field(default=0.5, metadata=fraction())  # relative, own-vs-peer speed ratios
+    speed_ratio_drop: float = field(default=0.4, metadata=fraction())  # relative, own-vs-peer speed ratios
+    speed_remeasure: int = field(default=2, metadata=non_negative())  # re-timings of an inconclusive speed ratio
+    noise_floor: float = field(default=0.001, metadata=non_negative())  # smaller significant falls: float noise
+    memory_increase: float = field(default=0.25, metadata=non_negative())  # relative, measured peaks per phase
+    memory_slack_mib: float = field(default=8.0, metadata=non_negative())  # absolute, on top: allocator noise
 
 
 @dataclass(frozen=True)

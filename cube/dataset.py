@@ -68,10 +68,7 @@ class TeacherInfo:
     weights_sha256: str
     weight: float
     pair_agreement: float
-    encoded: int
-    cache_hits: int
-    truncated: int
-    cache_rebuilt: bool
+    truncated: int  # texts longer than the teacher's max_length, of all the splits' sentences
 
 
 @dataclass
@@ -82,7 +79,9 @@ class EmbeddedData:
     sentences: torch.Tensor  # autoencoder set: unique sentences of the training split
     dim: int
     teachers: list[TeacherInfo]
-    card: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)  # what the inputs determine: identical on a re-run
+    # how this build went (sentences encoded, cache hits): differs between identical runs, so kept out of the card
+    run_facts: list[dict[str, Any]] = field(default_factory=list)
 
     def split(self, name: str) -> EmbeddedSplit:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -134,11 +133,12 @@ def build_embedded_data(params: Params, splits: Splits | None = None, progress: 
     train_a = torch.tensor([row[p.answer] for p in splits.train])
 
     device = choose_device(params.teacher.device).device
-    aligned, infos, reference = [], [], None
+    aligned, infos, reference, run_facts = [], [], None, []
     for model_config in params.teacher.models:
         teacher = get_teacher(model_config, device, params.teacher.offline)
-        truncated_before = teacher.truncated_count
         vectors, cache = _teacher_embeddings(teacher, everything, params, progress)
+        run_facts.append({"teacher": model_config.name, "encoded": cache.stats.encoded, "cache_hits": cache.stats.hits,
+                          "cache_rebuilt": cache.stats.rebuilt})
         if reference is None:
             reference = vectors
             alignment = ensemble.Alignment.identity(vectors.shape[1])
@@ -150,8 +150,7 @@ def build_embedded_data(params: Params, splits: Splits | None = None, progress: 
             name=model_config.name, width=teacher.width, pooling=model_config.pooling, dtype=model_config.dtype,
             weights_sha256=weights_hash(teacher.model_dir), weight=0.0,
             pair_agreement=ensemble.pair_agreement(vectors[train_q], vectors[train_a]),
-            encoded=cache.stats.encoded, cache_hits=cache.stats.hits,
-            truncated=teacher.truncated_count - truncated_before, cache_rebuilt=cache.stats.rebuilt,
+            truncated=teacher.count_truncated(everything),
         ))
     weights = ensemble.ensemble_weights([i.pair_agreement for i in infos], params.teacher.weighting)
     for info, weight in zip(infos, weights):
@@ -170,12 +169,13 @@ def build_embedded_data(params: Params, splits: Splits | None = None, progress: 
         "question_groups": splits.groups,
         "distinct_answers": {name: len(s.candidates) for name, s in embedded.items()},
         "autoencoder_sentences": len(train_sentences),
+        "sentences": len(everything),
         "dim": dim,
         "teachers": [asdict(i) for i in infos],
     }
     return EmbeddedData(
         train=embedded["train"], val=embedded["val"], test=embedded["test"],
-        sentences=combined[train_rows], dim=dim, teachers=infos, card=card,
+        sentences=combined[train_rows], dim=dim, teachers=infos, card=card, run_facts=run_facts,
     )
 
 

@@ -113,8 +113,6 @@ class Teacher:
         self.model_dir = resolve_model_dir(config.name, offline)
         self.tokenizer, self.model = _load(self.model_dir, config.dtype, str(device))
         self.width: int = int(self.model.config.hidden_size)
-        self.encoded_count = 0  # texts actually run through the model, for cache checks
-        self.truncated_count = 0  # texts longer than max_length
 
     @property
     def key(self) -> str:
@@ -141,16 +139,15 @@ class Teacher:
             batch = [texts[i] for i in rows]
             tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.config.max_length,
                                     return_tensors="pt")
-            self.truncated_count += self._count_truncated(batch)
             tokens = {k: v.to(self.device) for k, v in tokens.items()}
             hidden = self.model(**tokens).last_hidden_state
             pooled = pool(hidden, tokens["attention_mask"]).float()
             out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
-        self.encoded_count += len(texts)
         return out
 
-    def _count_truncated(self, batch: list[str]) -> int:
-        lengths = self.tokenizer(batch, truncation=False, verbose=False)["input_ids"]
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many of ``texts`` are longer than max_length tokens (their embeddings see only the start)."""
+        lengths = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
         return sum(len(ids) > self.config.max_length for ids in lengths)
 
 

@@ -214,7 +214,8 @@ class CubeTrainer:
             "stage_config": to_plain(self.config), "monitor": self.monitor,
             "best_epoch": best["epoch"], "best_value": best["value"], "since_best": best["since"],
             "start_val": self.start_val,
-            "history": history, "optimizer": optim_meta,
+            # wall times stay out of the checkpoint, which later stages depend on: an identical re-run writes the same file
+            "history": [{k: v for k, v in r.items() if k != "seconds"} for r in history], "optimizer": optim_meta,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "rng": {"scheme": "torch.manual_seed(epoch_seed(seed, epoch)) at each epoch start", "next_epoch": epoch + 1},
         }

@@ -12,26 +12,34 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cube.checkpoint import CheckpointError
 from cube.config import ConfigError, Params, load_params
-from cube.data import DataError
-from cube.device import DeviceError
-from cube.reshaper import LatticeSizeError
-from cube.teachers import TeacherError
-from cube.trainer import TrainingDiverged
 from harness import paths
-from harness.gate import GateError
 
-USER_ERRORS = (ConfigError, DataError, DeviceError, LatticeSizeError, TeacherError, CheckpointError, FileNotFoundError,
-               GateError)
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix: printed in one line, exit status 2. Imported only when one is raised, so a
+    stage's process executes only the modules its command needs (dvc.yaml lists them as its code)."""
+    from cube.checkpoint import CheckpointError
+    from cube.data import DataError
+    from cube.device import DeviceError
+    from cube.reshaper import LatticeSizeError
+    from cube.teachers import TeacherError
+    from harness.gate import GateError
+
+    return (ConfigError, DataError, DeviceError, LatticeSizeError, TeacherError, CheckpointError, FileNotFoundError,
+            GateError)
 
 
 def cmd_check(params: Params, args: argparse.Namespace) -> None:
-    """Validate params.yaml; the marker it writes changes only with the code version, not with params."""
-    from cube import __version__, atomic
+    """Validate params.yaml and write every setting, defaults included, for the other stages to depend on."""
+    import yaml
 
-    atomic.write_text(paths.PARAMS_CHECK, f"params.yaml validated by cube {__version__}\n")
-    print(f"{args.params}: valid (params hash {params.params_hash()[:12]})")
+    from cube import atomic
+
+    header = (f"# Written by `python -m harness check` from {args.params} and the defaults in cube/config.py: every\n"
+              "# setting the stages read. Edit params.yaml, not this file.\n")
+    atomic.write_text(paths.PARAMS_RESOLVED, header + yaml.safe_dump(params.to_dict(), sort_keys=False))
+    print(f"{args.params}: valid (params hash {params.params_hash()[:12]}); resolved into {paths.PARAMS_RESOLVED}")
 
 
 def cmd_datasets(params: Params, args: argparse.Namespace) -> None:
@@ -42,8 +50,10 @@ def cmd_datasets(params: Params, args: argparse.Namespace) -> None:
     save_embedded(data, paths.EMBEDDED)
     atomic.write_json(paths.DATA_CARD, {k: v for k, v in data.card.items() if k != "teachers"}
                       | {"teachers": len(data.teachers)})
+    atomic.write_json(paths.DATASETS_RUN, {"teachers": data.run_facts})  # read by nothing downstream
     print(f"datasets: {data.card['pairs']} pairs, width {data.dim}, "
-          f"{sum(t.encoded for t in data.teachers)} sentences encoded, {sum(t.cache_hits for t in data.teachers)} cached")
+          f"{sum(t['encoded'] for t in data.run_facts)} sentences encoded, "
+          f"{sum(t['cache_hits'] for t in data.run_facts)} from the cache")
 
 
 def cmd_train(params: Params, args: argparse.Namespace) -> int | None:
@@ -129,7 +139,7 @@ class GateFailed(Exception):
 def cmd_gate(params: Params, args: argparse.Namespace) -> None:
     from harness.gate import run_gate
 
-    passed, text = run_gate(params, args.baseline, update=args.update)
+    passed, text = run_gate(params, args.baseline, profile=args.profile, update=args.update)
     print(text)
     if not passed:
         raise GateFailed()
@@ -160,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--node-rank", type=int, default=None,
                              help="this node's rank in a multi-node run (overrides train.distributed.node_rank)")
         if name == "gate":
-            sub.add_argument("--update", action="store_true", help="make this run's metrics the profile's baseline")
+            sub.add_argument("--update", action="store_true",
+                             help="print the comparison, then make this run the profile's baseline")
+            sub.add_argument("--profile", default="default",
+                             help="which committed baseline this run replaces (default: default; CI's: tiny)")
             sub.add_argument("--baseline", type=Path, default=None, help="baseline file (default: gate.baseline)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -170,14 +183,18 @@ def main(argv: list[str] | None = None) -> int:
         status = COMMANDS[args.command][0](params, args)
         if status:  # a command that ran others (torchrun workers) passes their failure on
             return status
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
     except GateFailed:
         return 1
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        from cube.trainer import TrainingDiverged
+
+        if isinstance(err, TrainingDiverged):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        if isinstance(err, user_errors()):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
     return 0
 
 

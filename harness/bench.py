@@ -10,31 +10,42 @@ import copy
 import json
 import logging
 import resource
-import statistics
+import tempfile
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from tqdm import tqdm
 
 from cube import atomic
 from cube.config import Params
 from cube.device import OutOfDeviceMemory, out_of_memory_message
 from cube.processor import EmbeddingProcessor
-from harness import paths
+from harness import memory_probe, paired, paths
 from harness.doctor import diagnose
 from harness.peers import Conv3dReference, EagerReference, PerSampleLoop, reference_processor
 from harness.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
 from harness.scaling import run_scaling
-from harness.trackers import PeakRssTracker, cuda_memory, nvml_memory, summarise_latency, time_calls, time_interleaved
+from harness.trackers import (
+    counted_flops,
+    cuda_memory,
+    nvml_memory,
+    saved_activation_bytes,
+    summarise_latency,
+    time_calls,
+    time_interleaved,
+)
 
 log = logging.getLogger(__name__)
 
 # Forward + backward of a layer costs about 3x its forward (two matmuls back for one forward).
 TRAIN_FLOPS_FACTOR = 3
 PEERS = ("per_sample_loop", "conv3d_reference", "eager_reference")
+INDEPENDENT_PEERS = ("conv3d_reference", "eager_reference")  # their own code: a slowdown of the cube cannot hide in them
 # Issue 6's targets. Ratios are own ÷ eager reference in samples/s, measured in one run at bench.peer_batch_size;
 # absolute CUDA figures are at TARGET_BATCH (the bench adds that batch to its sweep on a GPU).
 TARGET_BATCH = 8192
@@ -62,10 +73,19 @@ def phases(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> dic
 def measure_phase(model: torch.nn.Module, fn: Callable[[], None], phase: str, batch: int,
                   device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:
     model.train(phase == "train")
-    with cuda_memory(device) as gpu, PeakRssTracker() as rss:
+    with cuda_memory(device) as gpu:
         times = time_calls(fn, device, warmup, repeats)
-    return {"phase": phase, "batch_size": batch, **summarise_latency(times, batch),
-            "rss_peak_mib": rss.peak_mib, "rss_increase_mib": rss.increase_mib, **gpu, **nvml_memory(device)}
+    return {"phase": phase, "batch_size": batch, **summarise_latency(times, batch), **gpu, **nvml_memory(device)}
+
+
+def probe_host_memory(params: Params, rows: list[dict[str, Any]]) -> None:
+    """Each CPU row's host memory, measured in a process of the phase's own (harness.memory_probe)."""
+    with tempfile.TemporaryDirectory(prefix="cube-probe-") as scratch:
+        params_file = Path(scratch) / "params.yaml"
+        params_file.write_text(yaml.safe_dump(params.to_dict()), encoding="utf-8")
+        for row in tqdm(rows, desc="bench: host memory per phase", unit="phase"):
+            found = memory_probe.probe(params_file, row["phase"], row["batch_size"])
+            row["host_peak_increase_mib"] = found["peak_increase_mib"]
 
 
 def batch_inputs(batch: int, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,14 +93,17 @@ def batch_inputs(batch: int, dim: int, device: torch.device) -> tuple[torch.Tens
     return x, F.normalize(torch.randn(batch, dim), dim=-1).to(device)
 
 
-def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device) -> dict[str, Any]:
+def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device,
+                  repeats: int | None = None) -> dict[str, Any]:
     """The cube against the same computation done three other ways, at one batch size, as speed ratios.
 
     Each implementation gets its own copy of the weights (one's optimizer steps never move another's).
-    They are timed in alternation and each ratio is the median of per-repeat ratios, so load from
-    elsewhere on a shared machine cancels out of the ratio instead of landing on one implementation.
+    They are timed in alternation and each ratio is the geometric mean of per-repeat ratios with a 95%
+    interval over the repeats, so load from elsewhere on a shared machine lands on all of them alike
+    and shows as a wider interval rather than a wrong ratio.
     """
     bench = params.bench
+    repeats = repeats or bench.peer_repeats
     batch = bench.peer_batch_size
     x, target = batch_inputs(batch, dim, device)
     implementations = {
@@ -95,17 +118,33 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
         for implementation in implementations.values():
             implementation.train(phase == "train")
         times = time_interleaved({name: steps[name][phase] for name in implementations}, device, bench.warmup,
-                                 bench.repeats)
+                                 repeats)
         rows += [{"implementation": name, "phase": phase, "batch_size": batch, **summarise_latency(t, batch)}
                  for name, t in times.items()]
         for peer in PEERS:
-            paired = [theirs / ours for theirs, ours in zip(times[peer], times["own"])]
-            ratios[f"{phase}_own_vs_{peer}"] = statistics.median(paired)
-    return {"batch_size": batch, "rows": rows, "speed_ratios": ratios,
-            "own_at_least_as_fast": all(value >= 1.0 for value in ratios.values())}
+            ratios[f"{phase}_own_vs_{peer}"] = paired.ratio_interval(times["own"], times[peer]).to_dict()
+    return {"batch_size": batch, "repeats": repeats, "rows": rows, "speed_ratios": ratios,
+            "own_at_least_as_fast": all(value["ratio"] >= 1.0 for value in ratios.values())}
 
 
-def _target(name: str, device: str, goal: float, at_least: bool, unit: str, value: float | None, run_device: str,
+def work_per_sample(model: EmbeddingProcessor, dim: int, device: torch.device, batch: int = 8) -> dict[str, float]:
+    """Deterministic figures of the cube's own implementation, whatever the machine's load: FLOPs its matmuls and
+    convolutions execute (counted by torch.utils.flop_counter) in a forward and a training step, and the bytes
+    autograd keeps for backward, per sample."""
+    x, target = batch_inputs(batch, dim, device)
+    model = copy.deepcopy(model)
+    step = phases(model, x, target)
+    model.eval()
+    forward_flops = counted_flops(step["forward"])
+    model.train()
+    train_flops = counted_flops(step["train"])
+    saved = saved_activation_bytes(lambda: model(x))
+    return {"counted_flops_forward": forward_flops / batch, "counted_flops_train": train_flops / batch,
+            "saved_bytes_train": saved / batch}
+
+
+def _target(name: str, device: str, goal: float, at_least: bool, unit: str,
+            value: float | paired.RatioEstimate | None, run_device: str,
             missing: str) -> dict[str, Any]:
     """One target row; ``value`` None with ``missing`` saying why (another device's target, or no such row)."""
     row: dict[str, Any] = {"target": name, "device": device, "goal": f"{'≥' if at_least else '≤'} {goal:,g}{unit}",
@@ -114,16 +153,23 @@ def _target(name: str, device: str, goal: float, at_least: bool, unit: str, valu
         return row | {"note": f"not measured here ({run_device.upper()} run)"}
     if value is None:
         return row | {"note": missing}
+    if isinstance(value, paired.RatioEstimate):
+        verdict = value.meets(goal)
+        return row | {"value": value.ratio, "met": None if verdict == paired.INCONCLUSIVE else verdict == paired.MET,
+                      "note": f"95% interval [{value.low:.2f}, {value.high:.2f}]"
+                              + (": inconclusive" if verdict == paired.INCONCLUSIVE else "")}
     return row | {"value": value, "met": value >= goal if at_least else value <= goal, "note": ""}
 
 
 def issue_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 6's targets against a bench result: what was asked, on which device, what this run measured, met or not.
 
-    A target for the other kind of device is listed as not measured here, never as met or missed.
+    A target for the other kind of device is listed as not measured here, never as met or missed. The ratio target
+    is judged on the ratio's interval: met when all of it is at or above the goal, inconclusive when it spans it.
     """
     run_device = "cuda" if result["device"].startswith("cuda") else "cpu"
-    ratio = result["peers"]["speed_ratios"].get("train_own_vs_eager_reference")
+    estimate = result["peers"]["speed_ratios"].get("train_own_vs_eager_reference")
+    ratio = None if estimate is None else paired.RatioEstimate.from_dict(estimate)
     at_batch = {r["phase"]: r for r in result["rows"] if r["batch_size"] == TARGET_BATCH}
     train, forward = at_batch.get("train", {}), at_batch.get("forward", {})
     peak = train.get("cuda_max_allocated_mib")
@@ -166,8 +212,12 @@ def run_bench(params: Params) -> dict[str, Any]:
                 raise OutOfDeviceMemory(out_of_memory_message(f"bench, {phase}", batch, device,
                                                               "bench.batch_sizes")) from None
 
+    if device.type == "cpu":
+        probe_host_memory(params, rows)
+
     log.info("peers at batch %d", bench.peer_batch_size)
     peers = measure_peers(model, params, dim, device)
+    work = work_per_sample(model, dim, device)
 
     log.info("device peaks and roofline")
     peak_flops, bandwidth = measure_matmul_flops(device), measure_copy_bandwidth(device)
@@ -189,7 +239,7 @@ def run_bench(params: Params) -> dict[str, Any]:
         "lattice": list(params.cube.lattice), "steps": params.cube.steps,
         "parameters": model.parameter_count(), "flops_per_sample_forward": flops, "bytes_per_sample_forward": moved,
         "warmup": bench.warmup, "repeats": bench.repeats, "rows": rows,
-        "peers": peers, "roofline": {"batch_size": largest, **lines}, "scaling": scaling,
+        "peers": peers, "work_per_sample": work, "roofline": {"batch_size": largest, **lines}, "scaling": scaling,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
     }
     result["targets"] = issue_targets(result)

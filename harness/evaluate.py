@@ -28,6 +28,9 @@ from harness.train import embedded_for
 
 SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
 CUBE = "cube: "
+# The quality target: the chosen stage significantly better than each of these baselines on these measures.
+TARGET = {name: ("recall@1", "mrr", "cosine") if name in ("identity", "ridge") else ("recall@1", "mrr")
+          for name in ("identity", "mean answer", "ridge", "procrustes", baselines.LINEAR, "mlp")}
 
 
 class PredictionError(ValueError):
@@ -150,6 +153,7 @@ def evaluate_all(params: Params) -> dict[str, Any]:
         "chosen_stage": stage,
         "comparisons": compare(stage, pair_scores, list(own["baselines"]), shared_pairs=not params.quality.resplit),
     }
+    result["target"] = {"required": TARGET, "missed": paired.target_misses(result["comparisons"], TARGET)}
     atomic.write_json(paths.EVALUATE_SEEDS, {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()})
     atomic.write_json(paths.EVALUATE_METRICS, result)
     return result

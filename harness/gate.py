@@ -1,27 +1,41 @@
-"""The regression gate: this run's metrics against the committed baseline, metric by metric.
+"""The regression gate: this run against the committed baseline of the run it replaces, judged by ``harness.paired``.
 
-Quality (test cosine, recall@1, MRR per stage) may fall by at most its tolerance;
-deterministic figures (parameter count, FLOPs, split sizes) must match exactly;
-timings gate only as own-vs-peer speed ratios measured in one run, since absolute
-timings differ between machines. Baselines are kept per profile (the params hash,
-gate tolerances left out), so the CI's tiny profile and the default run each have one.
+- **quality**: each stage's test cosine, recall@1 and MRR, pair by pair against the baseline's per-pair scores: a
+  regression when the mean falls by its tolerance or more, or when the run is significantly worse (the paired 95%
+  interval below 0) by more than ``gate.noise_floor``, the size of float noise between machines;
+- **exact**: figures no machine's load can move (parameters, analytic FLOPs, split sizes, the FLOPs torch counts the
+  cube executing, the bytes it keeps for backward) must match, unless the params differ from the baseline's;
+- **speed**: the cube against the peers with code of their own (conv3d and eager references), as a ratio with its
+  interval, against the baseline's ratio less ``gate.speed_ratio_drop``: regressed, fine or inconclusive. An
+  inconclusive ratio is measured again (``gate.speed_remeasure`` times, with more repeats); one that stays
+  inconclusive is reported, never a failure by itself;
+- **memory**: each phase's measured peak (host memory in a process of its own on the CPU, torch's allocator peak on
+  a GPU) may grow by ``gate.memory_increase`` plus ``gate.memory_slack_mib`` at most;
+- **reliability**: every drill the reliability stage ran passed.
+
+A non-finite figure is always a regression. Baselines are kept per named profile (``default``, ``tiny``); a run
+whose params differ from its profile's is still judged, with the differing params listed beside the table.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cube import atomic
 from cube.config import GateConfig, Params
-from harness import paths
+from harness import paired, paths
 
-Kind = Literal["quality", "exact", "ratio"]
-UNMEASURED = ("gate", "reliability", "quality")  # no gated figure depends on them (the gate reads seed's run only)
 QUALITY_TOLERANCE = {"cosine": "cosine_drop", "recall@1": "recall_drop", "mrr": "mrr_drop"}
+GATED_PEERS = ("conv3d_reference", "eager_reference")
+SPLIT_SECTIONS = ("seed", "data", "teacher")  # equal in both runs: the same test pairs, comparable pair by pair
+UNGATED_SECTIONS = ("gate",)
+OK, IMPROVED, CHANGED, INCONCLUSIVE, REGRESSION, MISSING, NEW = (
+    "ok", "improved", "changed with params", "inconclusive", "REGRESSION", "missing", "new")
 
 
 class GateError(RuntimeError):
@@ -31,77 +45,186 @@ class GateError(RuntimeError):
 @dataclass(frozen=True)
 class Check:
     metric: str
-    kind: Kind
-    baseline: float | None
-    current: float | None
-    verdict: str  # "ok", "improved", "REGRESSION", "new", "missing"
+    kind: str  # quality | exact | speed | memory | reliability
+    baseline: Any
+    current: Any
+    verdict: str
+    detail: str = ""
 
     @property
     def failed(self) -> bool:
-        return self.verdict in ("REGRESSION", "missing")
+        return self.verdict in (REGRESSION, MISSING)
 
 
-def profile_key(params: Params) -> str:
-    """sha256 of every parameter except the gate's own settings, so loosening a tolerance keeps the baseline."""
-    measured = {section: value for section, value in params.to_dict().items() if section not in UNMEASURED}
-    # how many processes train changes the figures by float rounding only, far inside the gate's tolerances
-    measured["train"] = {key: value for key, value in measured["train"].items() if key != "distributed"}
-    canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+# ---------------------------------------------------------------- what a run is gated on
 
 
-def collect(evaluation: dict[str, Any], bench: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The gated metrics of one run: name -> {kind, value}."""
-    found: dict[str, dict[str, Any]] = {}
+def snapshot(evaluation: dict[str, Any], seed_runs: dict[str, Any], bench: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The gated figures of one run: per-kind metrics, and each stage's per-pair test scores for ``seed``."""
+    metrics: dict[str, dict[str, Any]] = {}
     for stage, result in evaluation["stages"].items():
         for measure in QUALITY_TOLERANCE:
-            found[f"{stage}.test.{measure}"] = {"kind": "quality", "value": result["test"][measure]}
-        found[f"{stage}.parameters"] = {"kind": "exact", "value": result["parameters"]}
-    found["test_pairs"] = {"kind": "exact", "value": evaluation["test_pairs"]}
-    found["test_candidates"] = {"kind": "exact", "value": evaluation["test_candidates"]}
-    found["flops_per_sample_forward"] = {"kind": "exact", "value": bench["flops_per_sample_forward"]}
-    for name, ratio in bench["peers"]["speed_ratios"].items():
-        found[f"speed_ratio.{name}"] = {"kind": "ratio", "value": ratio}
-    return found
+            metrics[f"{stage}.test.{measure}"] = {"kind": "quality", "value": result["test"][measure]}
+        metrics[f"{stage}.parameters"] = {"kind": "exact", "value": result["parameters"]}
+    metrics["test_pairs"] = {"kind": "exact", "value": evaluation["test_pairs"]}
+    metrics["test_candidates"] = {"kind": "exact", "value": evaluation["test_candidates"]}
+    metrics["flops_per_sample_forward"] = {"kind": "exact", "value": bench["flops_per_sample_forward"]}
+    for name, value in bench["work_per_sample"].items():
+        metrics[f"work.{name}"] = {"kind": "exact", "value": value}
+    for name, estimate in bench["peers"]["speed_ratios"].items():
+        if name.rsplit("_own_vs_", 1)[-1] in GATED_PEERS:
+            metrics[f"speed.{name}"] = {"kind": "speed", "value": estimate}
+    for row in bench["rows"]:
+        for measured in ("cuda_max_allocated_mib", "host_peak_increase_mib"):
+            if row.get(measured) is not None:
+                metrics[f"memory.{row['phase']}.batch{row['batch_size']}.{measured}"] = {
+                    "kind": "memory", "value": row[measured]}
+    pairs = {stage: seed_runs[str(seed)]["test_pairs"][f"cube: {stage}"] for stage in evaluation["stages"]}
+    return {"metrics": metrics, "pairs": pairs}
 
 
-def judge(metric: str, kind: Kind, baseline: float, current: float, gate: GateConfig) -> str:
-    if kind == "exact":
-        return "ok" if current == baseline else "REGRESSION"
+def _finite(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# ---------------------------------------------------------------- judgements
+
+
+def judge_quality(metric: str, baseline: float, current: float, baseline_pairs: list[float] | None,
+                  current_pairs: list[float] | None, gate: GateConfig) -> tuple[str, str]:
+    measure = metric.rsplit(".", 1)[-1]
+    tolerance = getattr(gate, QUALITY_TOLERANCE[measure])
+    drop = baseline - current
+    if drop >= tolerance - 1e-12:  # a fall of exactly the tolerance fails
+        return REGRESSION, f"fell by {drop:.4f}, tolerance {tolerance:g}"
+    if baseline_pairs is None or current_pairs is None or len(baseline_pairs) != len(current_pairs):
+        return (IMPROVED if current > baseline else OK), "other test pairs: means compared"
+    try:
+        difference = paired.paired_difference([current_pairs], [baseline_pairs], measure)
+    except paired.NonFiniteScores as err:
+        return REGRESSION, str(err)
+    detail = f"paired {difference.mean:+.4f} {difference.interval()}"
+    if difference.verdict == paired.WORSE and drop > gate.noise_floor:
+        return REGRESSION, "significantly worse: " + detail
+    if difference.verdict == paired.BETTER and -drop > gate.noise_floor:
+        return IMPROVED, detail
+    return OK, detail
+
+
+def judge_speed(baseline: dict[str, Any], current: dict[str, Any], gate: GateConfig) -> tuple[str, str]:
+    floor = paired.RatioEstimate.from_dict(baseline).ratio * (1.0 - gate.speed_ratio_drop)
+    estimate = paired.RatioEstimate.from_dict(current)
+    verdict = estimate.against(floor)
+    detail = f"{estimate.ratio:.2f} [{estimate.low:.2f}, {estimate.high:.2f}] vs floor {floor:.2f}"
+    return {paired.REGRESSED: REGRESSION, paired.FINE: OK}.get(verdict, INCONCLUSIVE), detail
+
+
+def judge(metric: str, kind: str, baseline: Any, current: Any, gate: GateConfig, params_differ: bool,
+          pairs: tuple[list[float] | None, list[float] | None]) -> tuple[str, str]:
+    if not _finite(current):
+        return REGRESSION, "non-finite"
     if kind == "quality":
-        tolerance = getattr(gate, QUALITY_TOLERANCE[metric.rsplit(".", 1)[-1]])
-        floor = baseline - tolerance
-    else:
-        floor = baseline * (1 - gate.speed_ratio_drop)
-    if current < floor:
-        return "REGRESSION"
-    return "improved" if current > baseline and kind == "quality" else "ok"
+        return judge_quality(metric, baseline, current, *pairs, gate)
+    if kind == "exact":
+        if current == baseline:
+            return OK, ""
+        return (CHANGED, "params differ") if params_differ else (REGRESSION, "must match exactly")
+    if kind == "speed":
+        return judge_speed(baseline, current, gate)
+    limit = baseline * (1.0 + gate.memory_increase) + gate.memory_slack_mib
+    return (REGRESSION if current > limit else OK), f"limit {limit:.1f}"
 
 
-def compare(baseline: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]], gate: GateConfig) -> list[Check]:
+def compare(baseline: dict[str, Any], current: dict[str, Any], gate: GateConfig, params_differ: bool = False,
+            same_split: bool = True) -> list[Check]:
+    """Every baseline metric judged against this run's; metrics only this run has are listed as new."""
     checks = []
-    for metric, entry in baseline.items():
-        now = current.get(metric)
+    for metric, entry in baseline["metrics"].items():
+        now = current["metrics"].get(metric)
         if now is None:
-            checks.append(Check(metric, entry["kind"], entry["value"], None, "missing"))
-        else:
-            checks.append(Check(metric, entry["kind"], entry["value"], now["value"],
-                                judge(metric, entry["kind"], entry["value"], now["value"], gate)))
-    checks += [Check(m, e["kind"], None, e["value"], "new") for m, e in current.items() if m not in baseline]
+            checks.append(Check(metric, entry["kind"], entry["value"], None, MISSING))
+            continue
+        stage = metric.split(".", 1)[0]
+        pairs = (None, None)
+        if entry["kind"] == "quality" and same_split:
+            measure = metric.rsplit(".", 1)[-1]
+            pairs = (baseline.get("pairs", {}).get(stage, {}).get(measure), current["pairs"].get(stage, {}).get(measure))
+        verdict, detail = judge(metric, entry["kind"], entry["value"], now["value"], gate, params_differ, pairs)
+        checks.append(Check(metric, entry["kind"], entry["value"], now["value"], verdict, detail))
+    checks += [Check(m, e["kind"], None, e["value"], NEW) for m, e in current["metrics"].items()
+               if m not in baseline["metrics"]]
     return checks
 
 
-def markdown(checks: list[Check]) -> str:
-    def number(value: float | None) -> str:
-        if value is None:
-            return "-"
-        return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
+def remeasure_inconclusive(checks: list[Check], baseline: dict[str, Any], gate: GateConfig,
+                           measure: Callable[[], dict[str, Any]] | None) -> list[Check]:
+    """Time the peers again while a speed verdict is inconclusive; the last measurement stands."""
+    for attempt in range(1, gate.speed_remeasure + 1):
+        pending = [c for c in checks if c.kind == "speed" and c.verdict == INCONCLUSIVE]
+        if not pending or measure is None:
+            break
+        ratios = measure()
+        redone = {}
+        for check in pending:
+            value = ratios[check.metric.removeprefix("speed.")]
+            verdict, detail = judge_speed(baseline["metrics"][check.metric]["value"], value, gate)
+            redone[check.metric] = Check(check.metric, "speed", check.baseline, value, verdict,
+                                         f"{detail}; measured again ({attempt})")
+        checks = [redone.get(c.metric, c) for c in checks]
+    return checks
 
-    lines = ["| metric | kind | baseline | current | change | verdict |", "|---|---|---|---|---|---|"]
+
+def reliability_checks() -> list[Check]:
+    """Every drill the reliability stage ran must have passed: an absolute rule, not one against the baseline."""
+    if not paths.RELIABILITY_METRICS.exists():
+        return []
+    drills = _read_json(paths.RELIABILITY_METRICS, "run `dvc repro` (the reliability stage) first")
+    if not drills.get("run"):
+        return []
+    return [Check(f"reliability.{kind}.failed", "reliability", 0, len(drills[kind]["failed"]),
+                  OK if not drills[kind]["failed"] else REGRESSION) for kind in ("bad_input", "fault")]
+
+
+# ---------------------------------------------------------------- params
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat |= _flatten(inner, f"{prefix}{key}.")
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def params_differences(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``key: baseline -> current`` for every gated setting that differs (the gate's own section left out)."""
+    old = _flatten({k: v for k, v in baseline.items() if k not in UNGATED_SECTIONS})
+    new = _flatten({k: v for k, v in current.items() if k not in UNGATED_SECTIONS})
+    return [f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}"
+            for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return f"{value['ratio']:.2f}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) and abs(value) < 1e3 else f"{value:,.6g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def markdown(checks: list[Check]) -> str:
+    lines = ["| metric | kind | baseline | current | verdict | detail |", "|---|---|---|---|---|---|"]
     for c in checks:
-        change = "-" if c.baseline is None or c.current is None else f"{c.current - c.baseline:+.4f}"
         verdict = f"**{c.verdict}**" if c.failed else c.verdict
-        lines.append(f"| {c.metric} | {c.kind} | {number(c.baseline)} | {number(c.current)} | {change} | {verdict} |")
+        lines.append(f"| {c.metric} | {c.kind} | {_shown(c.baseline)} | {_shown(c.current)} | {verdict} | {c.detail} |")
     return "\n".join(lines)
 
 
@@ -114,42 +237,67 @@ def _read_json(path: Path, what: str) -> Any:
         raise GateError(f"{path} is not valid JSON ({error}); restore it from git or rerun the stage that writes it") from None
 
 
-def current_metrics() -> dict[str, dict[str, Any]]:
+def current_snapshot(params: Params) -> dict[str, Any]:
     evaluation = _read_json(paths.EVALUATE_METRICS, "run `dvc repro` (the evaluate stage) first")
+    seed_runs = _read_json(paths.EVALUATE_SEEDS, "run `dvc repro` (the evaluate stage) first")
     bench = _read_json(paths.BENCH_METRICS, "run `dvc repro` (the bench stage) first")
-    return collect(evaluation, bench)
+    try:
+        return snapshot(evaluation, seed_runs, bench, params.seed)
+    except KeyError as missing:
+        raise GateError(f"{paths.METRICS}/ lacks {missing} (written by an older version of the pipeline?); run "
+                        "`dvc repro` first") from None
 
 
-def reliability_checks() -> list[Check]:
-    """Every drill the reliability stage ran must have passed: an absolute rule, not one against the baseline."""
-    if not paths.RELIABILITY_METRICS.exists():
-        return []
-    drills = _read_json(paths.RELIABILITY_METRICS, "run `dvc repro` (the reliability stage) first")
-    if not drills.get("run"):
-        return []
-    return [Check(f"reliability.{kind}.failed", "exact", 0, len(drills[kind]["failed"]),
-                  "ok" if not drills[kind]["failed"] else "REGRESSION") for kind in ("bad_input", "fault")]
+def measure_speed_again(params: Params) -> dict[str, Any]:
+    """The peers timed again in this process, with twice the repeats (for an inconclusive speed verdict)."""
+    import torch
+
+    from cube.device import choose_device
+    from cube.processor import EmbeddingProcessor
+    from harness.bench import measure_peers
+
+    dim = json.loads((paths.EMBEDDED / "card.json").read_text(encoding="utf-8"))["dim"]
+    device = choose_device(params.train.device).device
+    torch.manual_seed(params.seed)
+    model = EmbeddingProcessor(dim, params.cube).to(device)
+    return measure_peers(model, params, dim, device, repeats=2 * params.bench.peer_repeats)["speed_ratios"]
 
 
-def run_gate(params: Params, baseline_path: Path | None = None, update: bool = False) -> tuple[bool, str]:
-    """(passed, markdown). With ``update`` the current metrics become this profile's baseline."""
+def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "default", update: bool = False,
+             remeasure: bool = True) -> tuple[bool, str]:
+    """(passed, markdown). With ``update`` the comparison is printed, then this run becomes the profile's baseline."""
     baseline_path = baseline_path or Path(params.gate.baseline)
-    key = profile_key(params)
-    current = current_metrics()
     stored = _read_json(baseline_path, "create it with `python -m harness gate --update`") if baseline_path.exists() \
         else {"profiles": {}}
-    if update:
-        stored["profiles"][key] = {"lattice": list(params.cube.lattice), "steps": params.cube.steps,
-                                   "max_pairs": params.data.max_pairs, "metrics": current}
-        atomic.write_json(baseline_path, stored)
-        return True, f"baseline for profile {key} written to {baseline_path} ({len(current)} metrics)"
-    profile = stored["profiles"].get(key)
-    if profile is None:
+    recorded = stored["profiles"].get(profile)
+    if recorded is None and not update:
         known = ", ".join(stored["profiles"]) or "none"
-        raise GateError(f"{baseline_path} has no baseline for this params profile ({key}; known: {known}). If the "
-                        "params change is intended, record one with `python -m harness gate --update` and commit it")
-    checks = compare(profile["metrics"], current, params.gate) + reliability_checks()
-    failed = [c for c in checks if c.failed]
-    summary = (f"gate FAILED: {len(failed)} of {len(checks)} metrics regressed or went missing" if failed
-               else f"gate passed: {len(checks)} metrics within tolerance of the baseline")
-    return not failed, f"Gate against {baseline_path}, profile {key}\n\n{markdown(checks)}\n\n{summary}"
+        raise GateError(f"{baseline_path} has no baseline for profile {profile!r} (known: {known}). Check this run's "
+                        f"report, then record it with `python -m harness gate --profile {profile} --update` and commit "
+                        "it")
+    current = current_snapshot(params) | {"params": params.to_dict()}
+    text = f"Gate against {baseline_path}, profile {profile!r}"
+    passed = True
+    if recorded is not None:
+        differences = params_differences(recorded["params"], current["params"])
+        same_split = all(recorded["params"].get(s) == current["params"].get(s) for s in SPLIT_SECTIONS)
+        checks = compare(recorded, current, params.gate, bool(differences), same_split)
+        if remeasure:
+            checks = remeasure_inconclusive(checks, recorded, params.gate, lambda: measure_speed_again(params))
+        checks += reliability_checks()
+        failed = [c for c in checks if c.failed]
+        passed = not failed
+        text += "\n\n" + ("Params that differ from the baseline's:\n" + "\n".join(f"- {d}" for d in differences)
+                          + "\n\n" if differences else "") + markdown(checks) + "\n\n"
+        inconclusive = sum(c.verdict == INCONCLUSIVE for c in checks)
+        text += (f"gate FAILED: {len(failed)} of {len(checks)} metrics regressed or went missing"
+                 + "".join(f"\n- {c.metric}: {c.detail or c.verdict}" for c in failed) if failed
+                 else f"gate passed: {len(checks)} metrics checked" + (f", {inconclusive} speed ratio(s) inconclusive "
+                                                                       "after re-measuring (reported, not failed)"
+                                                                       if inconclusive else ""))
+    if update:
+        stored["profiles"][profile] = current
+        atomic.write_json(baseline_path, stored)
+        text += f"\n\nbaseline for profile {profile!r} written to {baseline_path} ({len(current['metrics'])} metrics)"
+        passed = True
+    return passed, text

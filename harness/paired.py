@@ -118,3 +118,76 @@ def paired_difference(ours: Sequence[Sequence[float]] | np.ndarray, theirs: Sequ
 def pairs_needed(difference: PairedDifference, target: float) -> int:
     """About how many evaluation pairs would make ``target`` detectable, at this comparison's per-pair spread."""
     return int(np.ceil(difference.pairs * (difference.detectable / target) ** 2))
+
+
+# ---------------------------------------------------------------- speed ratios
+
+REGRESSED, FINE, INCONCLUSIVE = "regressed", "fine", "inconclusive"
+MET, MISSED = "met", "missed"
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """How many times faster ``own`` is than a peer: the geometric mean of per-repeat ratios (peer time / own time,
+    the two timed back to back in each repeat) with a 95% bootstrap interval over the repeats."""
+
+    ratio: float
+    low: float
+    high: float
+    repeats: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RatioEstimate:
+        return cls(**raw)
+
+    def against(self, floor: float) -> str:
+        """regressed when the whole interval is below ``floor``, fine when the whole of it is at or above, else
+        inconclusive: too noisy to decide, to be measured again rather than failed."""
+        if self.high < floor:
+            return REGRESSED
+        if self.low >= floor:
+            return FINE
+        return INCONCLUSIVE
+
+    def meets(self, goal: float) -> str:
+        """A speed target: met, missed, or inconclusive when the interval spans the goal."""
+        verdict = self.against(goal)
+        return {REGRESSED: MISSED, FINE: MET}.get(verdict, INCONCLUSIVE)
+
+
+def ratio_interval(own_seconds: Sequence[float], peer_seconds: Sequence[float], *, resamples: int = RESAMPLES,
+                   seed: int = 0) -> RatioEstimate:
+    """The speed ratio of ``own`` over a peer from interleaved timings (repeat i of each taken back to back)."""
+    own, peer = _as_rows([own_seconds], "own timings")[0], _as_rows([peer_seconds], "peer timings")[0]
+    if len(own) != len(peer):
+        raise ValueError(f"timings are not paired: {len(own)} own vs {len(peer)} peer repeats")
+    if (own <= 0).any() or (peer <= 0).any():
+        raise ValueError("timings must be positive seconds")
+    logs = np.log(peer / own)
+    rng = np.random.default_rng(seed)
+    n = len(logs)
+    draws = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples) @ logs / n
+    tail = (1.0 - CONFIDENCE) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return RatioEstimate(float(np.exp(logs.mean())), float(np.exp(low)), float(np.exp(high)), n)
+
+
+# ---------------------------------------------------------------- the quality target
+
+
+def target_misses(comparisons: dict[str, dict[str, dict[str, Any]]], required: dict[str, tuple[str, ...]]) -> list[str]:
+    """``measure against baseline (verdict)`` for each required comparison that is not a significant win: only a
+    significant win counts towards a target."""
+    missed = []
+    for name, measures in required.items():
+        for measure in measures:
+            if name not in comparisons:
+                missed.append(f"{measure} against {name} (not evaluated)")
+                continue
+            verdict = PairedDifference.from_dict(comparisons[name][measure]).verdict
+            if verdict != BETTER:
+                missed.append(f"{measure} against {name} ({verdict})")
+    return missed

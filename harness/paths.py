@@ -38,5 +38,6 @@ BENCH_METRICS = METRICS / "bench.json"
 RELIABILITY_METRICS = METRICS / "reliability.json"
 DOCTOR = METRICS / "doctor.json"
 DATA_CARD = METRICS / "data_card.json"
-PARAMS_CHECK = Path("data/params.checked")
+DATASETS_RUN = METRICS / "datasets_run.json"  # cache hits and encodes of the last datasets run: nothing reads it
+PARAMS_RESOLVED = Path("data/params.resolved.yaml")  # the check stage's output: params.yaml with every default
 REPORT = REPORTS / "report.md"

@@ -174,14 +174,37 @@ class EagerReference(nn.Module):
         return self.readout(state).squeeze(-1)
 
 
+class ReferenceProcessor(nn.Module):
+    """The (B, D) -> (B, D) map around a reference lattice, written apart from ``EmbeddingProcessor``: scale by
+    sqrt(D), reshape onto the lattice, the lattice, reshape back, unscale, residual. Nothing of the cube's own code
+    runs in it, so a slowdown anywhere in the cube shows against it. A linear adapter is the cube's own module,
+    copied (its weights are part of the map)."""
+
+    def __init__(self, model: EmbeddingProcessor, lattice: nn.Module) -> None:
+        super().__init__()
+        self.lattice = lattice
+        self.shape = tuple(model.config.lattice)
+        self.scale = math.sqrt(model.dim)
+        self.residual = model.config.residual
+        linear = model.config.adapter == "linear"
+        self.into = copy.deepcopy(model.reshaper.into) if linear else None
+        self.out_of = copy.deepcopy(model.reshaper.out_of) if linear else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = x * self.scale
+        if self.into is not None:
+            values = self.into(values)
+        cells = self.lattice(values.reshape(len(x), *self.shape)).reshape(len(x), -1)
+        if self.out_of is not None:
+            cells = self.out_of(cells)
+        delta = cells / self.scale
+        return x + delta if self.residual else delta
+
+
 def reference_processor(model: EmbeddingProcessor, peer: type[Conv3dReference] | type[EagerReference] = Conv3dReference,
-                        ) -> EmbeddingProcessor:
-    """A deep copy of ``model`` whose cube runs as ``peer`` (``Conv3dReference`` or ``EagerReference``): same
-    (B, D) -> (B, D) map, same reshaper, scaling and residual (``EmbeddingProcessor.forward`` only calls
-    ``self.lattice(cells)``)."""
-    reference = copy.deepcopy(model)
-    reference.lattice = peer.from_lattice(model.lattice)
-    return reference
+                        ) -> ReferenceProcessor:
+    """``model``'s map with its cube run as ``peer`` (``Conv3dReference`` or ``EagerReference``), same weights."""
+    return ReferenceProcessor(model, peer.from_lattice(model.lattice))
 
 
 class PerSampleLoop(nn.Module):

@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
               "install it first (scripts/get-mpnet.sh puts all-mpnet-base-v2 in models/)", file=sys.stderr)
         return 2
     out = args.out or ROOT / "reports" / overlay.stem
+    revision = git_revision()  # of the tree copied now, whatever is edited while the pipeline runs
     with tempfile.TemporaryDirectory(prefix=f"cube-{overlay.stem}-") as scratch:
         dest = args.keep or Path(scratch)
         if dest.exists() and any(dest.iterdir()):
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         print(repro.stdout[-3000:], flush=True)
-        keep_results(dest, out, overlay, git_revision())
+        keep_results(dest, out, overlay, revision)
     print(f"report: {out / 'report.md'}")
     return 0
 

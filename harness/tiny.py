@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tiny profile workspace: {dest}", flush=True)
         make_workspace(dest)
         print(run([sys.executable, "-m", "dvc", "repro"], dest).stdout[-2000:], flush=True)
-        gate = [sys.executable, "-m", "harness", "gate", "--baseline", str(ROOT / "reports" / "baseline.json")]
+        gate = [sys.executable, "-m", "harness", "gate", "--profile", "tiny", "--baseline",
+                str(ROOT / "reports" / "baseline.json")]
         result = run(gate + (["--update"] if args.update else []), dest, check=False)
         print(result.stdout + result.stderr)
         return result.returncode

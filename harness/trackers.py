@@ -8,14 +8,11 @@ optimum-benchmark keeps between trackers and the report schema).
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
 import torch
 
 
@@ -65,44 +62,6 @@ def summarise_latency(times: list[float], batch: int) -> dict[str, float]:
     }
 
 
-@dataclass
-class PeakRssTracker:
-    """Peak resident memory of this process while a block runs, sampled by a background thread.
-
-    ``peak_mib`` is the highest RSS seen; ``increase_mib`` is that peak minus the RSS on entry,
-    i.e. what the block itself needed (large tensors are mmap-ed, so freed memory leaves RSS).
-    """
-
-    interval_s: float = 0.002
-    start_mib: float = 0.0
-    peak_mib: float = 0.0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def _sample(self) -> None:
-        process = psutil.Process()
-        while not self._stop.is_set():
-            self.peak_mib = max(self.peak_mib, process.memory_info().rss / 2**20)
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> PeakRssTracker:
-        self.start_mib = self.peak_mib = psutil.Process().memory_info().rss / 2**20
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join()
-        self.peak_mib = max(self.peak_mib, psutil.Process().memory_info().rss / 2**20)
-
-    @property
-    def increase_mib(self) -> float:
-        return self.peak_mib - self.start_mib
-
-
 @contextmanager
 def cuda_memory(device: torch.device) -> Iterator[dict[str, float]]:
     """torch's peak allocated/reserved CUDA memory over the block (peaks reset on entry); empty on CPU."""
@@ -138,6 +97,15 @@ def nvml_memory(device: torch.device) -> dict[str, Any]:
         return {"nvml": f"unavailable: {error}"}
     finally:
         pynvml.nvmlShutdown()
+
+
+def counted_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of the matmuls and convolutions ``fn`` runs, as torch's FlopCounterMode counts them (exact, load-free)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
 
 
 def saved_activation_bytes(fn: Callable[[], Any]) -> int:

@@ -162,7 +162,7 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
         "no_change": result.best_epoch == 0,
         "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from_epoch,
-        "wall_seconds": sum(r["seconds"] for r in result.history),
+        "wall_seconds": sum(r.get("seconds", 0.0) for r in result.history),  # epochs run by this process
         "parameters": model.parameter_count(),
         "device": str(device),
         "device_reason": device_reason,

@@ -188,8 +188,8 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], type[Exception], list[str]
     ("non-finite per-pair scores compared", lambda tmp: paired_difference([[0.5, float("nan")]], [[0.5, 0.4]], "mrr"),
      NonFiniteScores, ["mrr", "non-finite", "refused"]),
     # gate
-    ("gate with no baseline for the profile", gate_without_baseline, GateError, ["no baseline for this params profile",
-                                                                              "gate --update"]),
+    ("gate with no baseline for the profile", gate_without_baseline, GateError, ["no baseline for profile 'default'",
+                                                                              "gate --profile default --update"]),
 ]
 
 

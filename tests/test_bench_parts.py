@@ -77,10 +77,14 @@ def test_roofline_bound_and_fractions():
     assert line["fraction_of_peak"] == pytest.approx(0.1) and line["fraction_of_roofline"] == pytest.approx(0.5)
 
 
-def fake_bench(device: str, ratio: float, rows: list[dict]) -> dict:
-    ratios = {"forward_own_vs_eager_reference": 2.0, "train_own_vs_eager_reference": ratio}
-    return {"device": device, "rows": rows, "peers": {"batch_size": 64, "rows": [], "speed_ratios": ratios,
-                                                      "own_at_least_as_fast": True}}
+def estimate(ratio: float, spread: float = 0.05) -> dict:
+    return {"ratio": ratio, "low": ratio * (1 - spread), "high": ratio * (1 + spread), "repeats": 21}
+
+
+def fake_bench(device: str, ratio: float, rows: list[dict], spread: float = 0.05) -> dict:
+    ratios = {"forward_own_vs_eager_reference": estimate(2.0), "train_own_vs_eager_reference": estimate(ratio, spread)}
+    return {"device": device, "rows": rows, "peers": {"batch_size": 64, "repeats": 21, "rows": [],
+                                                      "speed_ratios": ratios, "own_at_least_as_fast": True}}
 
 
 def test_issue_targets_are_judged_on_their_own_device_and_left_unmeasured_on_the_other():
@@ -90,6 +94,8 @@ def test_issue_targets_are_judged_on_their_own_device_and_left_unmeasured_on_the
     gpu_rows = [t for (_, device), t in cpu.items() if device == "cuda"]
     assert len(gpu_rows) == 4 and all(t["met"] is None and t["note"] == "not measured here (CPU run)" for t in gpu_rows)
     assert issue_targets(fake_bench("cpu", 1.2, []))[0]["met"] is False
+    spanning = issue_targets(fake_bench("cpu", 1.5, [], spread=0.2))[0]  # the interval spans the goal: undecided
+    assert spanning["met"] is None and "inconclusive" in spanning["note"]
 
     rows = [{"phase": "forward", "batch_size": 8192, "samples_per_s": 500_000.0},
             {"phase": "train", "batch_size": 8192, "samples_per_s": 200_000.0, "cuda_max_allocated_mib": 5 * 1024.0}]
@@ -106,6 +112,6 @@ def test_issue_targets_are_judged_on_their_own_device_and_left_unmeasured_on_the
 def test_report_shows_the_ratio_targets_next_to_the_ratios():
     bench = fake_bench("cpu", 1.7, [])
     text = "\n".join(_peer_section(bench["peers"], issue_targets(bench), "cpu"))
-    assert "| train own vs eager reference | 1.70 | ≥ 1.5x (CPU) | **yes** |" in text
-    assert "| forward own vs eager reference | 2.00 | - | - |" in text
+    assert "| train own vs eager reference | 1.70 | [1.61, 1.78] | ≥ 1.5x (CPU) | **yes** |" in text
+    assert "| forward own vs eager reference | 2.00 | [1.90, 2.10] | - | - |" in text
     assert "| train samples/s at batch 8192 | CUDA | ≥ 150,000 | not measured here (CPU run) | n/a |" in text

@@ -159,6 +159,7 @@ def test_reference_processor_matches_model(boundary, position_code, adapter, dim
     randomise(model.lattice)
     ref = reference_processor(model, peer)
     assert isinstance(ref.lattice, peer) and isinstance(model.lattice, CubeLattice)
+    assert not isinstance(ref, EmbeddingProcessor)  # none of the cube's own code runs in the peer
     x = torch.randn(5, dim, generator=torch.Generator().manual_seed(4))
     x_model, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_model, out_ref = model(x_model), ref(x_ref)

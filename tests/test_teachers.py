@@ -125,8 +125,9 @@ def test_real_teacher_cache_hit_on_second_build_and_unicode_survives(tmp_path):
     params = Params(data=DataConfig(cache_dir=str(tmp_path)), teacher=TeacherConfig(device="cpu"))
     first = build_embedded_data(params, splits=unicode_splits(), progress=False)
     second = build_embedded_data(params, splits=unicode_splits(), progress=False)
-    assert first.teachers[0].encoded == 24 and first.teachers[0].cache_hits == 0
-    assert second.teachers[0].encoded == 0 and second.teachers[0].cache_hits == 24
+    assert first.run_facts[0]["encoded"] == 24 and first.run_facts[0]["cache_hits"] == 0
+    assert second.run_facts[0]["encoded"] == 0 and second.run_facts[0]["cache_hits"] == 24
+    assert first.card == second.card  # the card records what the inputs determine, not how this build went
     assert torch.equal(first.test.questions, second.test.questions)
     assert second.train.pairs[0].answer.endswith("хорошо 👍")
 
