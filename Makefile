@@ -48,7 +48,8 @@ gate:
 gate-tiny:
 	$(BIN)/python -m harness.tiny
 
-# record new baselines (tiny profile and the default run) after an intended change; commit reports/baseline.json
+# record new baselines (tiny profile and the default run) after an intended change: each prints the comparison it
+# accepts before writing; commit reports/baseline.json
 baseline:
 	$(BIN)/python -m harness.tiny --update
 	$(BIN)/python -m harness gate --update
@@ -67,7 +68,7 @@ doctor:
 	$(BIN)/python -m harness doctor
 
 lint:
-	$(BIN)/ruff check cube harness tests
+	$(BIN)/ruff check cube harness tests scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache data/cache checkpoints

@@ -94,7 +94,7 @@ def batch_inputs(batch: int, dim: int, device: torch.device) -> tuple[torch.Tens
 
 
 def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device,
-                  repeats: int | None = None) -> dict[str, Any]:
+                  repeats: int | None = None, peers: tuple[str, ...] = PEERS) -> dict[str, Any]:
     """The cube against the same computation done three other ways, at one batch size, as speed ratios.
 
     Each implementation gets its own copy of the weights (one's optimizer steps never move another's).
@@ -106,12 +106,12 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
     repeats = repeats or bench.peer_repeats
     batch = bench.peer_batch_size
     x, target = batch_inputs(batch, dim, device)
-    implementations = {
-        "own": copy.deepcopy(model),
-        "per_sample_loop": PerSampleLoop(copy.deepcopy(model)),
-        "conv3d_reference": reference_processor(model, Conv3dReference),
-        "eager_reference": reference_processor(model, EagerReference),
+    makers = {
+        "per_sample_loop": lambda: PerSampleLoop(copy.deepcopy(model)),
+        "conv3d_reference": lambda: reference_processor(model, Conv3dReference),
+        "eager_reference": lambda: reference_processor(model, EagerReference),
     }
+    implementations = {"own": copy.deepcopy(model)} | {name: makers[name]() for name in peers}
     steps = {name: phases(implementation, x, target) for name, implementation in implementations.items()}
     rows, ratios = [], {}
     for phase in tqdm(("forward", "train"), desc="bench: peers", unit="phase"):
@@ -121,7 +121,7 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
                                  repeats)
         rows += [{"implementation": name, "phase": phase, "batch_size": batch, **summarise_latency(t, batch)}
                  for name, t in times.items()]
-        for peer in PEERS:
+        for peer in peers:
             ratios[f"{phase}_own_vs_{peer}"] = paired.ratio_interval(times["own"], times[peer]).to_dict()
     return {"batch_size": batch, "repeats": repeats, "rows": rows, "speed_ratios": ratios,
             "own_at_least_as_fast": all(value["ratio"] >= 1.0 for value in ratios.values())}

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 
 from cube.config import GateConfig
-from harness.gate import compare, markdown, params_differences, remeasure_inconclusive
+from harness.gate import compare, confirm_speed, markdown, params_differences
 
 GATE = GateConfig(cosine_drop=0.01, recall_drop=0.03, mrr_drop=0.02, speed_ratio_drop=0.4, noise_floor=0.001,
                   memory_increase=0.25, speed_remeasure=2)
@@ -91,20 +91,26 @@ def test_speed_a_twofold_slowdown_fails_noise_passes_and_a_wide_interval_is_inco
     assert verdicts(run(speed__train_own_vs_eager_reference=ratio(1.2, 0.3)))[name] == "inconclusive"
 
 
-def test_an_inconclusive_speed_ratio_is_measured_again_and_never_fails_by_itself():
+def test_a_speed_verdict_stands_only_when_another_process_agrees():
     name = "speed.train_own_vs_eager_reference"
-    checks = compare(BASELINE, run(speed__train_own_vs_eager_reference=ratio(1.2, 0.3)), GATE)
+    slow = compare(BASELINE, run(speed__train_own_vs_eager_reference=ratio(1.0)), GATE)
     calls = []
 
-    def again() -> dict:
-        calls.append(1)
-        return {"train_own_vs_eager_reference": ratio(1.9, 0.05)}
+    def measure(value: float, spread: float = 0.05):
+        def again() -> dict:
+            calls.append(value)
+            return {"train_own_vs_eager_reference": ratio(value, spread)}
+        return again
 
-    settled = {c.metric: c for c in remeasure_inconclusive(checks, BASELINE, GATE, again)}
-    assert calls == [1] and settled[name].verdict == "ok" and "measured again" in settled[name].detail
-    stays = {c.metric: c for c in remeasure_inconclusive(checks, BASELINE, GATE,
-                                                         lambda: {"train_own_vs_eager_reference": ratio(1.2, 0.3)})}
-    assert stays[name].verdict == "inconclusive" and not stays[name].failed
+    confirmed = {c.metric: c for c in confirm_speed(slow, BASELINE, GATE, measure(0.9))}
+    assert confirmed[name].verdict == "REGRESSION" and calls == [0.9]  # both processes: regressed
+    calls.clear()
+    outlier = {c.metric: c for c in confirm_speed(slow, BASELINE, GATE, measure(1.9))}
+    assert outlier[name].verdict == "inconclusive" and not outlier[name].failed  # the processes disagree ...
+    assert calls == [1.9, 1.9, 1.9] and "verdicts of 4 processes" in outlier[name].detail  # ... so timed again
+    undecided = compare(BASELINE, run(speed__train_own_vs_eager_reference=ratio(1.2, 0.3)), GATE)
+    settled = {c.metric: c for c in confirm_speed(undecided, BASELINE, GATE, measure(1.9))}
+    assert settled[name].verdict == "ok"
 
 
 def test_memory_peaks_may_grow_by_their_tolerance_only():
