@@ -17,17 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.tiny import make_workspace
+from harness.tiny import make_workspace, run
 
 pytestmark = pytest.mark.slow
-
-
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def harness(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
