@@ -72,7 +72,11 @@ def per_pair(pred: torch.Tensor, answers: torch.Tensor, candidates: torch.Tensor
 def evaluate(pred: torch.Tensor, answers: torch.Tensor, candidates: torch.Tensor,
              answer_index: torch.Tensor, gold: torch.Tensor | None = None) -> dict[str, float]:
     """Mean cosine to the true answer, recall@1/5/10, MRR and hubness."""
-    pairs = per_pair(pred, answers, candidates, answer_index, gold)
+    return summarise(per_pair(pred, answers, candidates, answer_index, gold), pred, candidates)
+
+
+def summarise(pairs: dict[str, torch.Tensor], pred: torch.Tensor, candidates: torch.Tensor) -> dict[str, float]:
+    """The split's scores from its per-pair ones (``per_pair``) and hubness."""
     ranks = pairs["ranks"]
     result = {"cosine": float(pairs["cosine"].mean())}
     for k in RECALL_AT:

@@ -37,9 +37,11 @@ class PredictionError(ValueError):
     """A model's predictions cannot be scored (non-finite); names the model, the stage and the seed."""
 
 
-def score_or_refuse(split: EmbeddedSplit, pred: torch.Tensor, model: str, seed: int) -> dict[str, float]:
+def score_or_refuse(split: EmbeddedSplit, pred: torch.Tensor, model: str,
+                    seed: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """The split's scores and per-pair scores of ``pred``; non-finite predictions are refused naming the model."""
     try:
-        return split.score(pred)
+        return split.score_with_pairs(pred)
     except NonFinitePredictions as err:
         raise PredictionError(f"evaluate: {model} under seed {seed} on the {split.name} split: {err}") from None
 
@@ -54,15 +56,14 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
         load_model_weights(model, checkpoint, "best")
         model.to(device)
         name = f"stage {stage!r} ({checkpoints / stage})"
-        test_pred = predict(model, data.test.questions, device)
+        test, pairs[CUBE + stage] = score_or_refuse(data.test, predict(model, data.test.questions, device), name, seed)
         scores[stage] = {
-            "test": score_or_refuse(data.test, test_pred, name, seed),
-            "val": score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed),
+            "test": test,
+            "val": score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed)[0],
             "parameters": model.parameter_count(),
             "best_epoch": checkpoint.meta["best_epoch"],
             "no_change": checkpoint.meta["best_epoch"] == 0 and paths.PREVIOUS_STAGE[stage] is not None,
         }
-        pairs[CUBE + stage] = data.test.per_pair(test_pred)
     return scores
 
 
@@ -71,17 +72,16 @@ def _baseline_scores(params: Params, data: EmbeddedData, seed: int, device: torc
     scores = {}
     for baseline in baselines.fit_all(data, seed, params.baselines, params.train, device):
         with torch.no_grad():
-            test_pred = baseline.predict(data.test.questions)
             name = f"baseline {baseline.name!r}"
+            test, pairs[baseline.name] = score_or_refuse(data.test, baseline.predict(data.test.questions), name, seed)
             scores[baseline.name] = {
-                "test": score_or_refuse(data.test, test_pred, name, seed),
-                "val": score_or_refuse(data.val, baseline.predict(data.val.questions), name, seed),
+                "test": test,
+                "val": score_or_refuse(data.val, baseline.predict(data.val.questions), name, seed)[0],
                 "parameters": baseline.parameters,
                 "note": baseline.note,
                 "tuning": baseline.tuning,
                 "stages": baseline.stages,
             }
-        pairs[baseline.name] = data.test.per_pair(test_pred)
     return scores
 
 
