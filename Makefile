@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup repro test test-fast lint sweep compare clean git-identity doctor gate gate-tiny baseline bench-save bench-compare
+.PHONY: setup repro test test-fast lint sweep compare clean git-identity doctor gate gate-tiny baseline bench-save bench-compare \
+	image-cpu image-cuda container-check container-check-cuda check-cuda-wheel gpu-check
 
 setup: $(BIN)/activate git-identity
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
@@ -67,8 +68,26 @@ bench-compare:
 doctor:
 	$(BIN)/python -m harness doctor
 
+# the images, cube:cpu and cube:cuda, with this host's pip setup (a running Docker engine; docker/ci.sh starts one)
+image-cpu image-cuda: image-%:
+	docker/build.sh $* --build-arg "BASE_IMAGE=$$(docker/base.sh)"
+
+# build an image, run the tiny pipeline in it and compare its metrics with a run outside (CI runs the CPU one)
+container-check:
+	docker/ci.sh cpu
+container-check-cuda:
+	docker/ci.sh cuda
+
+# CI's affordable proof about the CUDA image: PyPI's torch wheel that Dockerfile.cuda pins has sm_120 code
+check-cuda-wheel:
+	$(BIN)/python docker/check_torch_arch.py --pypi-version "$$(sed -n 's/^ARG TORCH_VERSION=//p' Dockerfile.cuda)"
+
+# on a machine with an NVIDIA GPU and a CUDA build of torch: every GPU figure in one go, under reports/gpu/
+gpu-check:
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/gpu_check.py
+
 lint:
-	$(BIN)/ruff check cube harness tests scripts
+	$(BIN)/ruff check cube harness tests scripts docker
 
 clean:
 	rm -rf $(VENV) .pytest_cache data/cache checkpoints

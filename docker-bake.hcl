@@ -1,18 +1,14 @@
 # docker buildx bake            -> both images (the default group)
-# docker buildx bake cpu        -> cube-bench:cpu
-# docker buildx bake cuda       -> cube-bench:cuda;  TORCH_CHANNEL=nightly docker buildx bake cuda
-# Variables come from the environment of the same name.
+# docker buildx bake cpu        -> cube:cpu
+# docker buildx bake cuda       -> cube:cuda (torch from PyPI);  TORCH_SOURCE=nightly docker buildx bake cuda
+# Variables come from the environment of the same name. Without buildx: make image-cpu / make image-cuda.
 
 variable "BASE_IMAGE" {
   default = "python:3.11-slim-bookworm"
 }
 
-variable "CUDA_BASE_IMAGE" {
-  default = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
-}
-
-variable "TORCH_CHANNEL" {
-  default = "stable"
+variable "TORCH_SOURCE" {
+  default = "pypi"
 }
 
 variable "TORCH_CUDA" {
@@ -20,7 +16,7 @@ variable "TORCH_CUDA" {
 }
 
 variable "TAG_PREFIX" {
-  default = "cube-bench"
+  default = "cube"
 }
 
 group "default" {
@@ -40,10 +36,10 @@ target "cuda" {
   context    = "."
   dockerfile = "Dockerfile.cuda"
   args = {
-    CUDA_BASE_IMAGE = CUDA_BASE_IMAGE
-    TORCH_CHANNEL   = TORCH_CHANNEL
+    BASE_IMAGE      = BASE_IMAGE
+    TORCH_SOURCE    = TORCH_SOURCE
     TORCH_CUDA      = TORCH_CUDA
   }
-  tags = [TORCH_CHANNEL == "nightly" ? "${TAG_PREFIX}:cuda-nightly" : "${TAG_PREFIX}:cuda"]
+  tags = [TORCH_SOURCE == "nightly" ? "${TAG_PREFIX}:cuda-nightly" : "${TAG_PREFIX}:cuda"]
   platforms = ["linux/amd64"]
 }

@@ -193,6 +193,7 @@ class BenchConfig:
     repeats: int = field(default=5, metadata=positive())
     peer_batch_size: int = field(default=64, metadata=positive())
     peer_repeats: int = field(default=21, metadata=_range(3, None))  # interleaved repeats behind each ratio's interval
+    compiled_peer: bool = True  # the eager reference under torch.compile as a peer too (its compile time apart)
     lattice_sides: tuple[int, ...] = field(default=(4, 8, 12, 16, 24), metadata=positive())
     steps_sweep: tuple[int, ...] = field(default=(1, 5, 10, 20, 40), metadata=positive())
     scaling_batch_size: int = field(default=8, metadata=positive())

@@ -4,7 +4,7 @@
 #
 #   docker/build.sh cpu|cuda [more docker build options, e.g. --build-arg BASE_IMAGE=...]
 #
-# The image is tagged cube-bench:<kind> (IMAGE overrides). Where the host's pip has a local wheel
+# The image is tagged cube:<kind> (IMAGE overrides). Where the host's pip has a local wheel
 # directory (find-links), torch comes from the host's setup as `make setup` takes it there, not from
 # PyTorch's index: set TORCH_INDEX_URL to choose.
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 kind=${1:?usage: docker/build.sh cpu|cuda [docker build options]}
 shift
-image=${IMAGE:-cube-bench:$kind}
+image=${IMAGE:-cube:$kind}
 python=${PYTHON:-}
 if [ -z "$python" ]; then
   if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi

@@ -2,19 +2,23 @@
 # CI's container step: build the CPU image, run the tiny pipeline in it on a mounted repository, and
 # check that its evaluation metrics equal those of the same tiny pipeline run outside the container.
 #
-#   docker/ci.sh
+#   docker/ci.sh          the CPU image, cube:cpu (CI runs this)
+#   docker/ci.sh cuda     the CUDA image, cube:cuda, the same way (make container-check-cuda; not in CI:
+#                         its torch is 3.5 GB); also prints the device doctor from inside, and compares with
+#                         a run in cube:cpu too when that image is present
 #
 # - No Docker engine reachable and none can be started (not root, no dockerd, dockerd fails): says so
 #   loudly and exits 0, so the rest of CI still runs.
 # - An engine is up (or this script started one: as root, `dockerd --storage-driver=vfs
 #   --iptables=false --bridge=none`, stopped again at the end): a failed build, a failed run in the
 #   container or a metric mismatch exits non-zero.
-# - Base image: BASE_IMAGE if set, else python:3.11-slim-bookworm when it is present or can be pulled,
-#   else a Debian bookworm base made by docker/make-base.sh (debootstrap from the configured mirror).
+# - Base image: docker/base.sh (BASE_IMAGE if set, else python:3.11-slim-bookworm when it can be had,
+#   else a Debian bookworm base made by docker/make-base.sh).
 # - pip inside the build uses this host's indexes, wheel directory and CA bundle (docker/build.sh).
-# Environment: PYTHON (default .venv/bin/python), IMAGE (default cube-bench:cpu), CUBE_DOCKER_STORAGE
+# Environment: PYTHON (default .venv/bin/python), IMAGE (default cube:<kind>), CUBE_DOCKER_STORAGE
 # (default vfs), CUBE_DOCKER_ROOT (dockerd's data root), CUBE_KEEP_DOCKERD=1 to leave a started engine
-# running, CUBE_CI_EXP=0 to skip the `dvc exp run` check in the container.
+# running, CUBE_CI_EXP=0 to skip the `dvc exp run` check in the container, CUBE_CI_TOLERANCE the largest
+# absolute metric difference accepted (default 0: equal to the bit).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -22,7 +26,10 @@ repo=$(pwd)
 python=${PYTHON:-.venv/bin/python}
 [ -x "$python" ] || python=$(command -v python3)
 case "$python" in /*) ;; */*) python="$repo/$python" ;; *) python=$(command -v "$python") ;; esac
-image=${IMAGE:-cube-bench:cpu}
+kind=${1:-cpu}
+case "$kind" in cpu|cuda) ;; *) echo "usage: docker/ci.sh [cpu|cuda]" >&2; exit 2 ;; esac
+image=${IMAGE:-cube:$kind}
+tolerance=${CUBE_CI_TOLERANCE:-0}
 t_start=$(date +%s)
 
 loud() {
@@ -89,17 +96,7 @@ fail() { loud "CONTAINER CHECK FAILED: $*"; exit 1; }
 
 # ---- the base image -------------------------------------------------------------------------------
 t=$(date +%s)
-base=${BASE_IMAGE:-}
-if [ -z "$base" ]; then
-  if docker image inspect python:3.11-slim-bookworm >/dev/null 2>&1 \
-     || timeout 60 docker pull -q python:3.11-slim-bookworm >/dev/null 2>&1; then
-    base=python:3.11-slim-bookworm
-  else
-    echo "ci.sh: python:3.11-slim-bookworm cannot be pulled; making a Debian base with docker/make-base.sh"
-    docker/make-base.sh cube-bench-base:bookworm || fail "docker/make-base.sh could not make a base image"
-    base=cube-bench-base:bookworm
-  fi
-fi
+base=$(docker/base.sh) || fail "no base image: docker/base.sh could not pull or make one"
 t_base=$(since "$t")
 echo "ci.sh: base image $base (${t_base}s)"
 
@@ -120,7 +117,7 @@ outside_pid=$!
 
 # ---- the build -------------------------------------------------------------------------------------
 t=$(date +%s)
-IMAGE="$image" PYTHON="$python" docker/build.sh cpu --build-arg "BASE_IMAGE=$base" || fail "docker build of Dockerfile.cpu failed"
+IMAGE="$image" PYTHON="$python" docker/build.sh "$kind" --build-arg "BASE_IMAGE=$base" || fail "docker build of Dockerfile.$kind failed"
 t_build=$(since "$t")
 echo "ci.sh: built $image in ${t_build}s ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"
 
@@ -146,7 +143,23 @@ echo "ci.sh: tiny pipeline in the container: ${t_run}s"
 grep -F "device used" "$work/inside/reports/report.md" || fail "the container's report names no device"
 
 "$python" docker/compare_metrics.py "$work/outside/metrics/evaluate.json" "$work/inside/metrics/evaluate.json" \
-  || fail "the container's metrics/evaluate.json differs from the run outside"
+  --tolerance "$tolerance" || fail "the container's metrics/evaluate.json differs from the run outside"
+
+if [ "$kind" = cuda ]; then
+  echo "ci.sh: the device doctor in $image:"
+  docker run --rm --network none "${as[@]}" -v "$work/inside:/work" "$image" python -m harness doctor \
+    || fail "the doctor failed in $image"
+  if docker image inspect cube:cpu >/dev/null 2>&1; then
+    mkdir -p "$work/cpu" && cp -a "$work/outside/." "$work/cpu/"
+    [ "$(id -u)" = 0 ] && chown -R "$ids" "$work/cpu"
+    t=$(date +%s)
+    docker run --rm --network none "${as[@]}" -v "$work/cpu:/work" cube:cpu dvc repro >"$work/cpu.log" 2>&1 \
+      || { tail -n 40 "$work/cpu.log"; fail "dvc repro in cube:cpu failed"; }
+    echo "ci.sh: tiny pipeline in cube:cpu: $(since "$t")s; cube:cuda against cube:cpu:"
+    "$python" docker/compare_metrics.py "$work/cpu/metrics/evaluate.json" "$work/inside/metrics/evaluate.json" \
+      --tolerance "$tolerance" || fail "cube:cuda's metrics/evaluate.json differs from cube:cpu's"
+  fi
+fi
 
 t_exp=0
 if [ "${CUBE_CI_EXP:-1}" != 0 ]; then

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # Forward + backward of a layer costs about 3x its forward (two matmuls back for one forward).
 TRAIN_FLOPS_FACTOR = 3
 PEERS = ("per_sample_loop", "conv3d_reference", "eager_reference")
+COMPILED_PEER = "compiled_eager_reference"  # the eager reference under torch.compile: bench.compiled_peer adds it
 INDEPENDENT_PEERS = ("conv3d_reference", "eager_reference")  # their own code: a slowdown of the cube cannot hide in them
 # Issue 6's targets. Ratios are own ÷ eager reference in samples/s, measured in one run at bench.peer_batch_size;
 # absolute CUDA figures are at TARGET_BATCH (the bench adds that batch to its sweep on a GPU).
@@ -93,26 +94,51 @@ def batch_inputs(batch: int, dim: int, device: torch.device) -> tuple[torch.Tens
     return x, F.normalize(torch.randn(batch, dim), dim=-1).to(device)
 
 
+def first_calls(steps: dict[str, Callable[[], None]], implementation: torch.nn.Module,
+                device: torch.device) -> dict[str, float]:
+    """Seconds of each phase's first call: where torch.compile traces and compiles, so its compile time is
+    reported apart and the timed repeats see the compiled code only."""
+    seconds = {}
+    for phase, step in steps.items():
+        implementation.train(phase == "train")
+        seconds[phase] = sum(time_calls(step, device, 0, 1))
+    return seconds
+
+
 def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device,
-                  repeats: int | None = None, peers: tuple[str, ...] = PEERS) -> dict[str, Any]:
-    """The cube against the same computation done three other ways, at one batch size, as speed ratios.
+                  repeats: int | None = None, peers: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The cube against the same computation done other ways, at one batch size, as speed ratios.
 
     Each implementation gets its own copy of the weights (one's optimizer steps never move another's).
     They are timed in alternation and each ratio is the geometric mean of per-repeat ratios with a 95%
     interval over the repeats, so load from elsewhere on a shared machine lands on all of them alike
-    and shows as a wider interval rather than a wrong ratio.
+    and shows as a wider interval rather than a wrong ratio. The compiled peer's first call per phase (its
+    compile time) is timed apart; where torch.compile cannot run here (no C++ compiler, say) the peer is left
+    out and the reason kept.
     """
     bench = params.bench
     repeats = repeats or bench.peer_repeats
+    if peers is None:
+        peers = PEERS + ((COMPILED_PEER,) if bench.compiled_peer else ())
     batch = bench.peer_batch_size
     x, target = batch_inputs(batch, dim, device)
     makers = {
         "per_sample_loop": lambda: PerSampleLoop(copy.deepcopy(model)),
         "conv3d_reference": lambda: reference_processor(model, Conv3dReference),
         "eager_reference": lambda: reference_processor(model, EagerReference),
+        COMPILED_PEER: lambda: torch.compile(reference_processor(model, EagerReference)),
     }
     implementations = {"own": copy.deepcopy(model)} | {name: makers[name]() for name in peers}
     steps = {name: phases(implementation, x, target) for name, implementation in implementations.items()}
+    compile_seconds, unavailable = {}, {}
+    if COMPILED_PEER in implementations:
+        try:
+            compile_seconds = first_calls(steps[COMPILED_PEER], implementations[COMPILED_PEER], device)
+        except Exception as error:  # inductor's failures have no common base class; the reason is reported
+            unavailable[COMPILED_PEER] = f"torch.compile failed here: {type(error).__name__}: {str(error)[:300]}"
+            log.warning("bench: %s", unavailable[COMPILED_PEER])
+            del implementations[COMPILED_PEER], steps[COMPILED_PEER]
+            peers = tuple(p for p in peers if p != COMPILED_PEER)
     rows, ratios = [], {}
     for phase in tqdm(("forward", "train"), desc="bench: peers", unit="phase"):
         for implementation in implementations.values():
@@ -124,6 +150,7 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
         for peer in peers:
             ratios[f"{phase}_own_vs_{peer}"] = paired.ratio_interval(times["own"], times[peer]).to_dict()
     return {"batch_size": batch, "repeats": repeats, "rows": rows, "speed_ratios": ratios,
+            "compile_seconds": compile_seconds, "unavailable": unavailable,
             "own_at_least_as_fast": all(value["ratio"] >= 1.0 for value in ratios.values())}
 
 

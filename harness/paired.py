@@ -91,17 +91,19 @@ def paired_difference(ours: Sequence[Sequence[float]] | np.ndarray, theirs: Sequ
     diffs = [a - b for a, b in zip(ours_rows, theirs_rows)]
     sizes = {len(d) for d in diffs}
     shared = shared_pairs and len(sizes) == 1
+    scale = _exact_sum_scale(diffs)
+    steps = [np.round(d * scale) for d in diffs]
     rng = np.random.default_rng(seed)
     draws = []
     for start in range(0, resamples, CHUNK):
         size = min(CHUNK, resamples - start)
         if shared:
-            n = len(diffs[0])
+            n = len(steps[0])
             counts = rng.multinomial(n, np.full(n, 1.0 / n), size=size)  # (size, n)
-            pair_means = counts @ np.stack(diffs).T / n  # (size, seeds)
+            pair_means = counts @ np.stack(steps).T / (n * scale)  # (size, seeds)
         else:
-            pair_means = np.stack([rng.multinomial(len(d), np.full(len(d), 1.0 / len(d)), size=size) @ d / len(d)
-                                   for d in diffs], axis=1)
+            pair_means = np.stack([rng.multinomial(len(d), np.full(len(d), 1.0 / len(d)), size=size) @ d
+                                   / (len(d) * scale) for d in steps], axis=1)
         s = len(diffs)
         seed_weights = rng.multinomial(s, np.full(s, 1.0 / s), size=size) / s if s > 1 else np.ones((size, 1))
         draws.append((pair_means * seed_weights).sum(axis=1))
@@ -113,6 +115,16 @@ def paired_difference(ours: Sequence[Sequence[float]] | np.ndarray, theirs: Sequ
         measure=measure, mean=float(np.mean([d.mean() for d in diffs])), low=float(low), high=float(high),
         standard_error=error, detectable=float((norm.ppf(1.0 - tail) + norm.ppf(POWER)) * error),
         pairs=int(round(np.mean([len(d) for d in diffs]))), seeds=len(diffs))
+
+
+def _exact_sum_scale(diffs: list[np.ndarray]) -> float:
+    """A power of two that turns every difference into an integer-valued float whose resampled sums stay below
+    2**53, so the count-matrix products are exact: the interval is then the same bit for bit whatever order the
+    BLAS in use adds in (thread count, CPU, container). At most 2**30: differences are kept to about 1e-9."""
+    largest = max(float(np.abs(d).max()) * len(d) for d in diffs)
+    if largest == 0.0:
+        return 1.0
+    return 2.0 ** min(30, int(np.floor(np.log2(2.0 ** 52 / largest))))
 
 
 def pairs_needed(difference: PairedDifference, target: float) -> int:

@@ -317,7 +317,8 @@ def _speed_sections(bench: dict[str, Any]) -> list[str]:
 
 PEER_NAMES = {"own": "this project's cube", "per_sample_loop": "same cube, one sample at a time (earlier trainer's loop)",
               "conv3d_reference": "NCA-style reference: 3x3x3 conv3d + 1x1x1 conv3d",
-              "eager_reference": "eager reference: F.pad, slices, cat, Linear, ReLU, Linear (autograd)"}
+              "eager_reference": "eager reference: F.pad, slices, cat, Linear, ReLU, Linear (autograd)",
+              "compiled_eager_reference": "eager reference under torch.compile (inductor, default mode)"}
 
 
 def _met(met: bool | None) -> str:
@@ -336,6 +337,12 @@ def _peer_section(peers: dict[str, Any], targets: list[dict[str, Any]], device: 
     verdict = ("The project's implementation is at least as fast as every peer in both phases."
                if peers["own_at_least_as_fast"] else
                "**The project's implementation is slower than a peer in at least one phase** (ratio below 1 above).")
+    compiled = peers.get("compile_seconds") or {}
+    if compiled:
+        verdict += (" torch.compile's first calls, which trace and compile and are not in the timings above: "
+                    + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in compiled.items()) + ".")
+    for name, reason in (peers.get("unavailable") or {}).items():
+        verdict += f" Not measured: {PEER_NAMES.get(name, name)} ({reason})."
     return ["## Peers (same weights, same function, measured in this run)", "",
             f"Batch {peers['batch_size']}, {peers['repeats']} repeats. All implementations are timed in alternation, "
             "repeat by repeat (a run of its own, apart from the batch sweep above); a ratio is the geometric mean "

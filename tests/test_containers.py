@@ -92,37 +92,38 @@ def test_bake_file_has_cpu_cuda_and_default_group():
     for target, dockerfile in (("cpu", "Dockerfile.cpu"), ("cuda", "Dockerfile.cuda")):
         block = re.search(rf'target "{target}" \{{(.*?)\n\}}', bake, re.S)
         assert block and f'dockerfile = "{dockerfile}"' in block.group(1)
-    assert 'TORCH_CHANNEL   = TORCH_CHANNEL' in bake
+    assert 'TORCH_SOURCE    = TORCH_SOURCE' in bake
+    assert '"${TAG_PREFIX}:cpu"' in bake and 'default = "cube"' in bake
 
 
 # ---- Dockerfile.cuda --------------------------------------------------------------------------------
 
 
-def test_cuda_base_is_a_cuda_12_8_or_newer_runtime_image():
-    base = arg_default("Dockerfile.cuda", "CUDA_BASE_IMAGE")
-    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)(?:\.\d+)?-(?:cudnn-)?runtime-ubuntu[\d.]+", base)
-    assert match and (int(match.group(1)), int(match.group(2))) >= (12, 8), base
-    assert "FROM ${CUDA_BASE_IMAGE}" in instructions("Dockerfile.cuda")
-
-
-def test_cuda_torch_comes_from_a_cu128_or_newer_index_on_either_channel():
+def test_cuda_image_base_is_configurable_and_torch_comes_from_pypi_by_default():
+    assert arg_default("Dockerfile.cuda", "BASE_IMAGE").startswith("python:3.11-slim")
+    assert "FROM ${BASE_IMAGE}" in instructions("Dockerfile.cuda")
+    assert arg_default("Dockerfile.cuda", "TORCH_SOURCE") == "pypi"
+    assert arg_default("Dockerfile.cuda", "TORCH_VERSION") == arg_default("Dockerfile.cpu", "TORCH_VERSION")
     assert int(arg_default("Dockerfile.cuda", "TORCH_CUDA").removeprefix("cu")) >= 128
-    assert arg_default("Dockerfile.cuda", "TORCH_CHANNEL") == "stable"
     run = " ".join(torch_run().split())
-    assert 'stable) index="https://download.pytorch.org/whl/${TORCH_CUDA}"' in run
-    assert 'nightly) index="https://download.pytorch.org/whl/nightly/${TORCH_CUDA}"; pre="--pre"' in run
+    assert 'pypi) index="https://pypi.org/simple"; spec="torch==${TORCH_VERSION}"' in run
+    assert 'pytorch) index="https://download.pytorch.org/whl/${TORCH_CUDA}"' in run
+    assert 'nightly) index="https://download.pytorch.org/whl/nightly/${TORCH_CUDA}"; spec="torch"; pre="--pre"' in run
+    # torch never comes from the host's wheel folder or extra indexes (a local CPU wheel would win on version)
+    assert 'env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_INDEX_URL="$index" pip install' in run
+    assert "torch.version.cuda" in run  # a CPU build of torch fails the CUDA build
 
 
 def torch_run() -> str:
-    runs = [i for i in instructions("Dockerfile.cuda") if i.startswith("RUN ") and "TORCH_CHANNEL" in i]
+    runs = [i for i in instructions("Dockerfile.cuda") if i.startswith("RUN ") and "TORCH_SOURCE" in i]
     assert len(runs) == 1
     return runs[0]
 
 
 def test_cuda_arch_check_runs_right_after_torch_is_installed():
     run = torch_run()
-    install = run.index('--index-url "$index" "$spec"')
-    check = run.index("python /tmp/cube-bench/docker/check_torch_arch.py")
+    install = run.index('pip install --no-cache-dir $pre "$spec"')
+    check = run.index('python "$src/docker/check_torch_arch.py"')
     assert install < check
     # `set -eu` makes the check's non-zero exit fail the build
     assert run.startswith("RUN set -eu;")
@@ -135,33 +136,37 @@ def run_torch_step(tmp_path: Path, **args: str) -> subprocess.CompletedProcess:
     stubs = tmp_path / "bin"
     stubs.mkdir(parents=True)
     log = tmp_path / "calls.log"
-    for name in ("pip", "python", "python3"):
+    for name in ("pip", "python", "python3", "install"):
         stub = stubs / name
-        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n')
+        stub.write_text(f'#!/bin/sh\necho "{name} $* [index=$PIP_INDEX_URL links=$PIP_FIND_LINKS]" >> "{log}"\n')
         stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    script = torch_run().removeprefix("RUN ")
-    env = {"PATH": f"{stubs}:/usr/bin:/bin", "PIP_CERT_URL": "", "TORCH_CHANNEL": "stable", "TORCH_CUDA": "cu128",
-           "TORCH_SPEC": arg_default("Dockerfile.cuda", "TORCH_SPEC"), **args}
+    script = torch_run().removeprefix("RUN ").replace("/tmp/", f"{tmp_path}/")
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "PIP_CERT_URL": "", "TORCH_SOURCE": "pypi", "TORCH_CUDA": "cu128",
+           "TORCH_VERSION": arg_default("Dockerfile.cuda", "TORCH_VERSION"), "TEACHER_VERSION": "0.1.0",
+           "PIP_FIND_LINKS": "http://127.0.0.1:1/cpu-wheels/", **args}
     result = subprocess.run(["bash", "-o", "pipefail", "-c", script], env=env, capture_output=True, text=True)
     result.calls = log.read_text() if log.exists() else ""  # type: ignore[attr-defined]
     return result
 
 
-def test_torch_channel_stable_and_nightly_pick_their_index(tmp_path):
-    stable = run_torch_step(tmp_path / "s")
-    assert stable.returncode == 0, stable.stderr
-    assert "pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cu128 torch>=2.7,<2.14" in stable.calls
-    assert "python /tmp/cube-bench/docker/check_torch_arch.py" in stable.calls
-    nightly = run_torch_step(tmp_path / "n", TORCH_CHANNEL="nightly", TORCH_CUDA="cu130")
+def test_torch_source_picks_its_index_and_the_check_runs(tmp_path):
+    version = arg_default("Dockerfile.cuda", "TORCH_VERSION")
+    pypi = run_torch_step(tmp_path / "p")
+    assert pypi.returncode == 0, pypi.stderr
+    assert f"pip install --no-cache-dir torch=={version} [index=https://pypi.org/simple links=]" in pypi.calls
+    assert "docker/check_torch_arch.py" in pypi.calls
+    pytorch = run_torch_step(tmp_path / "t", TORCH_SOURCE="pytorch", TORCH_CUDA="cu130")
+    assert f"torch=={version} [index=https://download.pytorch.org/whl/cu130 links=]" in pytorch.calls
+    nightly = run_torch_step(tmp_path / "n", TORCH_SOURCE="nightly", TORCH_CUDA="cu130")
     assert nightly.returncode == 0, nightly.stderr
-    assert "pip install --no-cache-dir --pre --index-url https://download.pytorch.org/whl/nightly/cu130 torch" in nightly.calls
+    assert "pip install --no-cache-dir --pre torch [index=https://download.pytorch.org/whl/nightly/cu130" in nightly.calls
     assert "check_torch_arch.py" in nightly.calls
 
 
-@pytest.mark.parametrize(("args", "message"), [({"TORCH_CHANNEL": "beta"}, "use stable or nightly"),
-                                                ({"TORCH_CUDA": "cu126"}, "cu128 or newer"),
-                                                ({"TORCH_CUDA": "cpu"}, "cu128 or newer")])
-def test_a_bad_channel_or_an_older_cuda_fails_before_installing(tmp_path, args, message):
+@pytest.mark.parametrize(("args", "message"), [({"TORCH_SOURCE": "beta"}, "use pypi, pytorch or nightly"),
+                                                ({"TORCH_SOURCE": "pytorch", "TORCH_CUDA": "cu126"}, "cu128 or newer"),
+                                                ({"TORCH_SOURCE": "nightly", "TORCH_CUDA": "cpu"}, "cu128 or newer")])
+def test_a_bad_source_or_an_older_cuda_fails_before_installing(tmp_path, args, message):
     result = run_torch_step(tmp_path, **args)
     assert result.returncode != 0 and message in result.stderr
     assert "pip install" not in result.calls
@@ -178,6 +183,30 @@ def test_arch_check_fails_on_an_sm_90_build_naming_sm_120_and_cu128():
     result = check("--arch-list", "sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90")
     assert result.returncode == 1
     assert "sm_120" in result.stderr and "cu128" in result.stderr and "sm_90" in result.stderr
+
+
+def fake_torch_wheel(path: Path, arch: str | None) -> Path:
+    """A zip laid out like a torch wheel whose libtorch_python.so holds ``arch`` among other strings."""
+    import zipfile
+
+    strings = [b"\x7fELF\x02\x01", b"svd(bool some=True, bool compute_uv=True)", b"sm_80", b"-arch sm_75 -m 64 "]
+    if arch is not None:
+        strings.insert(2, arch.encode())
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("torch/lib/libtorch_python.so", b"\0".join(strings))
+    return path
+
+
+def test_arch_check_reads_a_wheel_without_installing_it(tmp_path):
+    good = check("--wheel", str(fake_torch_wheel(tmp_path / "a.whl", "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120")))
+    assert good.returncode == 0 and "arch list: sm_75 sm_80 sm_86 sm_90 sm_100 sm_120" in good.stdout
+    old = check("--wheel", str(fake_torch_wheel(tmp_path / "b.whl", "sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90")))
+    assert old.returncode == 1 and "lacks sm_120" in old.stderr
+    cpu = check("--wheel", str(fake_torch_wheel(tmp_path / "c.whl", None)))  # only the lone "sm_80": still too old
+    assert cpu.returncode == 1
+    (tmp_path / "d.whl").write_text("not a zip")
+    broken = check("--wheel", str(tmp_path / "d.whl"))
+    assert broken.returncode == 1 and "not a torch wheel" in broken.stderr
 
 
 @pytest.mark.parametrize("arch", ["sm_75 sm_80 sm_86 sm_90 sm_100 sm_120", "sm_80,sm_90,compute_120", "compute_120",

@@ -83,3 +83,20 @@ def test_seeds_with_their_own_splits_are_compared_pair_by_pair_within_each_seed(
     ours = [t + 0.1 for t in theirs]
     result = paired_difference(ours, theirs, "mrr", shared_pairs=False)
     assert result.verdict == BETTER and result.seeds == 2 and result.mean == pytest.approx(0.1)
+
+
+def test_resampled_sums_are_exact_so_any_blas_order_gives_the_same_interval() -> None:
+    import math
+
+    from harness.paired import _exact_sum_scale
+
+    rng = np.random.default_rng(3)
+    diffs = [rng.uniform(-2, 2, 2655), rng.uniform(-2, 2, 2655)]
+    scale = _exact_sum_scale(diffs)
+    steps = [np.round(d * scale) for d in diffs]
+    counts = rng.multinomial(2655, np.full(2655, 1 / 2655), size=50)
+    blas = counts @ np.stack(steps).T
+    for row in range(50):
+        for seed in range(2):
+            assert blas[row, seed] == math.fsum(counts[row] * steps[seed])
+            assert blas[row, seed] == math.fsum((counts[row] * steps[seed])[::-1])

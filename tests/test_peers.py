@@ -180,3 +180,29 @@ def test_per_sample_loop_matches_model_and_shares_parameters():
     torch.testing.assert_close(loop(x), model(x), **TOL)
     loop(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_compiled_eager_reference_matches_cube_output_and_gradients():
+    """The bench's torch.compile peer computes the cube's function: its speed ratio compares like with like."""
+    from cube.config import params_from_dict, to_plain
+    from harness.bench import COMPILED_PEER, measure_peers
+
+    lattice = cube("walls", True)
+    compiled = torch.compile(EagerReference.from_lattice(lattice))
+    same_outputs_and_input_gradients(lattice, compiled)
+    ours = dict(lattice.named_parameters())
+    for name, param in compiled.named_parameters():
+        name = name.removeprefix("_orig_mod.")
+        torch.testing.assert_close(param.grad, ours[name].grad, **TOL, msg=lambda m, name=name: f"{name}: {m}")
+    # measured by the bench with its compile time apart, or left out with the reason
+    config = CubeConfig(lattice=(2, 2, 2), state_channels=4, hidden=8, steps=2)
+    params = params_from_dict({"cube": to_plain(config), "bench": {"peer_batch_size": 4, "peer_repeats": 3, "warmup": 1}})
+    peers = measure_peers(EmbeddingProcessor(8, config), params, 8, torch.device("cpu"),
+                          peers=("eager_reference", COMPILED_PEER))
+    if peers["unavailable"]:
+        assert "torch.compile failed here" in peers["unavailable"][COMPILED_PEER]
+    else:
+        assert set(peers["compile_seconds"]) == {"forward", "train"}
+        assert all(s > 0 for s in peers["compile_seconds"].values())
+        assert f"train_own_vs_{COMPILED_PEER}" in peers["speed_ratios"]
