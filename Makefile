@@ -47,12 +47,12 @@ gate:
 
 # CI's gate: the tiny profile (profiles/tiny.yaml) run by dvc in a throw-away clone, then gated
 gate-tiny:
-	$(BIN)/python -m harness.tiny
+	$(BIN)/python -m harness.profile profiles/tiny.yaml --gate
 
 # record new baselines (tiny profile and the default run) after an intended change: each prints the comparison it
 # accepts before writing; commit reports/baseline.json
 baseline:
-	$(BIN)/python -m harness.tiny --update
+	$(BIN)/python -m harness.profile profiles/tiny.yaml --update
 	$(BIN)/python -m harness gate --update
 
 BENCH_ARGS := tests/bench --benchmark-enable --benchmark-only --benchmark-max-time=0.5

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cube.config import BaselinesConfig, StageConfig, TrainConfig, TunedStage
-from cube.dataset import EmbeddedData, EmbeddedSplit
+from cube.embedded import EmbeddedData, EmbeddedSplit
 from cube.processor import Mode
 from cube.trainer import CubeTrainer, predict
 

@@ -9,7 +9,6 @@ Weights are only ever read as safetensors: pickle files are refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cube import atomic
+from cube.digest import files_digest
 
 FORMAT_VERSION = 1
 SIDECAR = "checkpoint.json"
@@ -43,11 +43,7 @@ class Checkpoint:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return files_digest([path])
 
 
 def save_checkpoint(directory: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:

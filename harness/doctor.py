@@ -10,30 +10,7 @@ import psutil
 import torch
 
 from cube.device import CudaProbe, choose_device, compatibility_problem, probe_cuda
-
-
-def nvml_devices() -> dict[str, Any]:
-    """Every GPU the driver sees, with its memory; the reason instead when NVML cannot be used."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception as error:  # no NVIDIA driver on this machine is a normal state, not a failure
-        return {"status": f"unavailable: {error}", "devices": []}
-    try:
-        devices = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            name = pynvml.nvmlDeviceGetName(handle)
-            devices.append({"index": index, "name": name.decode() if isinstance(name, bytes) else name,
-                            "memory_used_mib": memory.used / 2**20, "memory_total_mib": memory.total / 2**20})
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        return {"status": "ok", "driver": driver.decode() if isinstance(driver, bytes) else driver, "devices": devices}
-    except Exception as error:
-        return {"status": f"unavailable: {error}", "devices": []}
-    finally:
-        pynvml.nvmlShutdown()
+from harness.nvml import nvml_devices
 
 
 def diagnose(requested: str, probe: CudaProbe | None = None) -> dict[str, Any]:

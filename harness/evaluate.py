@@ -17,13 +17,14 @@ import torch
 
 from cube import atomic, baselines
 from cube.checkpoint import load_checkpoint, load_model_weights
-from cube.config import Params
-from cube.dataset import EmbeddedData, EmbeddedSplit
 from cube.device import choose_device, set_determinism
+from cube.embedded import EmbeddedData, EmbeddedSplit
 from cube.metrics import PER_PAIR, NonFinitePredictions
 from cube.processor import EmbeddingProcessor, Mode
+from cube.stages import BY_NAME
 from cube.trainer import predict
 from harness import paired, paths
+from harness.config import Params
 from harness.train import embedded_for
 
 SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
@@ -51,7 +52,7 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
     scores = {}
     for stage in paths.STAGES:
         checkpoint = load_checkpoint(checkpoints / stage)
-        mode = Mode.AUTOENCODER if stage == "autoencoder" else Mode.DIALOGUE
+        mode = Mode(BY_NAME[stage].mode)
         model = EmbeddingProcessor(data.dim, params.cube, mode)
         load_model_weights(model, checkpoint, "best")
         model.to(device)
@@ -62,7 +63,7 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
             "val": score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed)[0],
             "parameters": model.parameter_count(),
             "best_epoch": checkpoint.meta["best_epoch"],
-            "no_change": checkpoint.meta["best_epoch"] == 0 and paths.PREVIOUS_STAGE[stage] is not None,
+            "no_change": checkpoint.meta["best_epoch"] == 0 and BY_NAME[stage].previous is not None,
         }
     return scores
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from cube import atomic
-from cube.config import GateConfig, Params
 from harness import paired, paths
+from harness.config import GateConfig, Params
 
 QUALITY_TOLERANCE = {"cosine": "cosine_drop", "recall@1": "recall_drop", "mrr": "mrr_drop"}
 GATED_PEERS = ("conv3d_reference", "eager_reference")

@@ -30,10 +30,10 @@ def _resident_kib(field: str) -> int:
 def measure(params_path: Path, phase: str, batch: int) -> dict[str, Any]:
     import torch
 
-    from cube.config import load_params
     from cube.processor import EmbeddingProcessor
     from harness import paths
     from harness.bench import batch_inputs, phases
+    from harness.config import load_params
 
     params = load_params(params_path)
     dim = json.loads((paths.EMBEDDED / "card.json").read_text(encoding="utf-8"))["dim"]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cube.stages import STAGE_NAMES
+
 PARAMS = Path("params.yaml")
 EMBEDDED = Path("data/embedded")
 METRICS = Path("metrics")
 DVCLIVE = Path("dvclive")
 REPORTS = Path("reports")
 
-STAGES = ("autoencoder", "dialogue", "optimized", "advanced")
-PREVIOUS_STAGE = {"autoencoder": None, "dialogue": "autoencoder", "optimized": "dialogue", "advanced": "optimized"}
+STAGES = STAGE_NAMES  # the training stages, in order (cube/stages.py)
 
 
 CHECKPOINTS = Path("checkpoints")

@@ -1,24 +1,67 @@
-"""Run the whole pipeline under another profile in a throw-away clone and keep its report.
+"""Run the whole pipeline under a profile in a throw-away clone: keep its report, or gate it.
 
-``python -m harness.profile profiles/chitchat.yaml`` copies this working tree, applies the overlay to
-params.yaml (as ``harness.tiny`` does), runs ``dvc repro`` there and copies the report, its plots and
-its metrics to ``reports/<profile name>/``. The clone shares this checkout's embedding cache
-(``data/cache``, keyed by model, weights and text, so sharing is safe) and ``models/`` (optional local
-teachers such as the 768-d all-mpnet-base-v2 from ``scripts/get-mpnet.sh``).
+``python -m harness.profile profiles/chitchat.yaml`` copies this working tree (tracked and untracked files, not
+ignored ones, not the committed results) into a fresh git repository, lays the profile over params.yaml, runs
+``dvc repro`` there and copies the report, its plots and its metrics to ``reports/<profile name>/``. The clone
+shares this checkout's embedding cache (``data/cache``, keyed by model, weights and text, so sharing is safe) and
+``models/`` (optional local teachers such as the 768-d all-mpnet-base-v2 from ``scripts/get-mpnet.sh``).
+
+``--gate`` judges the run against ``reports/baseline.json``'s baseline of the same name instead (CI:
+``python -m harness.profile profiles/tiny.yaml --gate``, ``make gate-tiny``); ``--update`` records that baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from harness.provenance import git_revision
-from harness.tiny import ROOT, make_workspace, run
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "profiles" / "tiny.yaml"
+RESULTS = ("reports/", "metrics/", "dvclive/", "dvc.lock")  # outputs of the default run, rebuilt in the clone
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` laid over ``base``, nested mappings merged key by key."""
+    for key, value in changes.items():
+        base[key] = merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return base
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run with this interpreter's environment first on PATH (dvc stages call `python -m harness`)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}) in {cwd}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_workspace(dest: Path, overlay: Path = TINY, source: Path = ROOT) -> Path:
+    """A fresh git repository at ``dest`` holding this tree with the overlay applied to params.yaml."""
+    listed = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], source).stdout.split("\0")
+    for name in filter(None, listed):
+        path = source / name
+        if path.is_file() and not name.startswith(RESULTS):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest / name)
+    params = merge(yaml.safe_load((dest / "params.yaml").read_text(encoding="utf-8")),
+                   yaml.safe_load(overlay.read_text(encoding="utf-8")))
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    run(["git", "init", "-q"], dest)
+    run(["make", "git-identity"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "tiny profile"], dest)
+    return dest
+
 
 SHARED = ("data/cache", "models")  # reused by the clone through symlinks
 KEPT = ("reports/*.md", "reports/*.png", "metrics/*.json")
@@ -62,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overlay", type=Path, help="a profile: params.yaml values to change (profiles/*.yaml)")
     parser.add_argument("--out", type=Path, help="where the report goes (default: reports/<profile name>)")
     parser.add_argument("--keep", type=Path, help="build the clone here and keep it (default: a temp dir)")
+    parser.add_argument("--gate", action="store_true",
+                        help="gate the run against reports/baseline.json's baseline of this profile instead of keeping it")
+    parser.add_argument("--update", action="store_true", help="with --gate: record this profile's baseline instead")
     args = parser.parse_args(argv)
     overlay = args.overlay.resolve()
     if not overlay.is_file():
@@ -91,9 +137,20 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         print(repro.stdout[-3000:], flush=True)
+        if args.gate or args.update:
+            return gate(dest, overlay.stem, args.update)
         keep_results(dest, out, overlay, revision)
     print(f"report: {out / 'report.md'}")
     return 0
+
+
+def gate(clone: Path, name: str, update: bool) -> int:
+    """The regression gate on the clone's run against this checkout's baseline named ``name``; its exit status."""
+    command = [sys.executable, "-m", "harness", "gate", "--profile", name, "--baseline",
+               str(ROOT / "reports" / "baseline.json"), *(["--update"] if update else [])]
+    result = run(command, clone, check=False)
+    print(result.stdout + result.stderr)
+    return result.returncode
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from cube.config import Params
 from cube.device import DeviceChoice
+from harness.config import Params
 
 
 def git_revision() -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cube import atomic
-from cube.config import Params
 from harness import paths
+from harness.config import Params
 
 log = logging.getLogger(__name__)
 KINDS = ("bad_input", "fault")

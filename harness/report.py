@@ -9,10 +9,10 @@ from typing import Any
 from cube import atomic
 from cube.baselines import BASELINE_ORDER, SWEPT
 from cube.checkpoint import SIDECAR
-from cube.config import Params
 from cube.device import choose_device
 from harness import paired, paths, plots
 from harness.bench import issue_targets
+from harness.config import Params
 from harness.evaluate import SUMMARISED
 from harness.provenance import provenance
 

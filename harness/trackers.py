@@ -79,26 +79,6 @@ def cuda_memory(device: torch.device) -> Iterator[dict[str, float]]:
     found["cuda_allocated_increase_mib"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
-def nvml_memory(device: torch.device) -> dict[str, Any]:
-    """Device memory as the driver (NVML) reports it; on CPU or without NVML, the reason instead of numbers."""
-    if device.type != "cuda":
-        return {"nvml": "not applicable (CPU run)"}
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception as error:  # no driver library, no permission: report it, never fail the benchmark
-        return {"nvml": f"unavailable: {error}"}
-    try:
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
-        return {"nvml": "ok", "nvml_used_mib": info.used / 2**20, "nvml_total_mib": info.total / 2**20}
-    except Exception as error:
-        return {"nvml": f"unavailable: {error}"}
-    finally:
-        pynvml.nvmlShutdown()
-
-
 def counted_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of the matmuls and convolutions ``fn`` runs, as torch's FlopCounterMode counts them (exact, load-free)."""
     from torch.utils.flop_counter import FlopCounterMode

@@ -6,8 +6,6 @@ itself through torchrun (``launch``); each worker then runs ``run_stage`` as one
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 import sys
 from contextlib import nullcontext
@@ -19,9 +17,9 @@ import torch
 
 from cube import atomic
 from cube.checkpoint import load_checkpoint, load_model_weights
-from cube.config import Params, StageConfig
-from cube.dataset import EmbeddedData, load_embedded, redraw_split
+from cube.config import StageConfig
 from cube.device import choose_device, set_determinism
+from cube.digest import json_digest
 from cube.distributed import (
     World,
     check_gpu_count,
@@ -31,10 +29,13 @@ from cube.distributed import (
     worker_device,
     world_from_env,
 )
+from cube.embedded import EmbeddedData, load_embedded, redraw_split
 from cube.processor import EmbeddingProcessor, Mode
+from cube.stages import BY_NAME
 from cube.trainer import CubeTrainer
 from dvclive import Live
 from harness import paths
+from harness.config import Params
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _fingerprint(params: Params, previous_sha: str | None) -> str:
     """What a resumable checkpoint must agree on besides the stage's own config."""
     card = (paths.EMBEDDED / "card.json").read_text(encoding="utf-8")
     identity = {"data_card": card, "previous": previous_sha, "train_device": params.train.device}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+    return json_digest(identity)
 
 
 def embedded_for(params: Params, seed: int) -> EmbeddedData:
@@ -120,9 +121,9 @@ def run_stage(params: Params, stage: str, progress: bool = True, chain: Chain | 
 def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, device: torch.device, device_reason: str,
            world: World, progress: bool, chain: Chain) -> dict[str, Any]:
     torch.manual_seed(chain.seed)
-    mode = Mode.AUTOENCODER if stage == "autoencoder" else Mode.DIALOGUE
+    mode = Mode(BY_NAME[stage].mode)
     model = EmbeddingProcessor(data.dim, params.cube, mode)
-    previous = paths.PREVIOUS_STAGE[stage]
+    previous = BY_NAME[stage].previous
     previous_sha = None
     if previous and world.is_main:
         checkpoint = load_checkpoint(chain.checkpoint_dir(previous))

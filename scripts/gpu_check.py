@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.tiny import OVERLAY, make_workspace, merge  # noqa: E402
+from harness.profile import TINY, make_workspace, merge  # noqa: E402
 
 STAGES = ("autoencoder", "dialogue", "optimized", "advanced")
 
@@ -77,7 +77,7 @@ def pipeline(check: Check, workspace: Path, changes: dict, until: str | None = N
     overlay = workspace.parent / f"{workspace.name}.yaml"
     import yaml
 
-    overlay.write_text(yaml.safe_dump(merge(yaml.safe_load(OVERLAY.read_text(encoding="utf-8")), changes)),
+    overlay.write_text(yaml.safe_dump(merge(yaml.safe_load(TINY.read_text(encoding="utf-8")), changes)),
                        encoding="utf-8")
     workspace.mkdir(parents=True)
     make_workspace(workspace, overlay=overlay)

@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cube.checkpoint import load_checkpoint, load_model_weights  # noqa: E402
-from cube.config import StageConfig, load_params  # noqa: E402
-from cube.dataset import EmbeddedData, load_embedded  # noqa: E402
+from cube.config import StageConfig  # noqa: E402
+from cube.embedded import EmbeddedData, load_embedded  # noqa: E402
 from cube.processor import EmbeddingProcessor, Mode  # noqa: E402
 from cube.trainer import CubeTrainer, predict  # noqa: E402
 from harness import paths  # noqa: E402
+from harness.config import load_params  # noqa: E402
 
 NCE = {"infonce_weight": 1.0, "infonce_temperature": 0.1, "triplet_weight": 0.0}
 # relative to the stage as committed before this sweep: cosine 1, InfoNCE 0.5 at t 0.05, triplet 0.25, diversity 0.05,

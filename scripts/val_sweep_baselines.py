@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cube import baselines  # noqa: E402
-from cube.config import BaselinesConfig, MLPBaselineConfig, TunedStage, load_params  # noqa: E402
-from cube.dataset import load_embedded  # noqa: E402
+from cube.config import BaselinesConfig, MLPBaselineConfig, TunedStage  # noqa: E402
+from cube.embedded import load_embedded  # noqa: E402
 from harness import paths  # noqa: E402
+from harness.config import load_params  # noqa: E402
 
 GRIDS: dict[str, list[TunedStage]] = {
     "linear": [TunedStage(lr=lr, infonce_temperature=t, chain=chain)

@@ -13,8 +13,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-from cube.config import DataConfig, Params, load_params  # noqa: E402
+from cube.config import DataConfig  # noqa: E402
 from cube.teachers import resolve_model_dir  # noqa: E402
+from harness.config import Params, load_params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,7 @@ def params() -> Params:
 @pytest.fixture(scope="session")
 def embedded(params: Params, tmp_path_factory: pytest.TempPathFactory):
     """The whole English chatterbot corpus, split and embedded with all-MiniLM-L6-v2 (real weights)."""
-    from cube.dataset import build_embedded_data
+    from cube.embedded import build_embedded_data
 
     cache = tmp_path_factory.mktemp("embedding-cache")
     real = dataclasses.replace(params, data=dataclasses.replace(params.data, cache_dir=str(cache)))

@@ -12,12 +12,13 @@ import torch
 import yaml
 
 from cube.checkpoint import CheckpointError, load_checkpoint, load_model_weights, save_checkpoint
-from cube.config import ConfigError, CubeConfig, DataConfig, load_params
-from cube.data import DataError, chatterbot_pairs, file_pairs, load_pairs, split_by_question
-from cube.dataset import EmbeddedSplit
+from cube.config import ConfigError, CubeConfig, DataConfig
 from cube.device import CudaProbe, DeviceError, GpuInfo, choose_device
+from cube.embedded import EmbeddedSplit
+from cube.pairs import DataError, chatterbot_pairs, file_pairs, load_pairs, split_by_question
 from cube.processor import EmbeddingProcessor
 from cube.reshaper import EmbeddingReshaper, LatticeSizeError
+from harness.config import load_params
 from harness.evaluate import PredictionError, score_or_refuse
 from harness.gate import GateError, run_gate
 from harness.paired import NonFiniteScores, paired_difference

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from cube import baselines
 from cube.config import BaselinesConfig, MLPBaselineConfig, TrainConfig, TunedStage
-from cube.dataset import EmbeddedData, EmbeddedSplit
+from cube.embedded import EmbeddedData, EmbeddedSplit
 
 
 def synthetic_split(name: str, q: torch.Tensor, a: torch.Tensor) -> EmbeddedSplit:

@@ -9,10 +9,11 @@ from cube.device import CudaProbe, GpuInfo
 from cube.lattice import CubeLattice
 from harness.bench import issue_targets
 from harness.doctor import diagnose, format_report
+from harness.nvml import nvml_memory
 from harness.report import _peer_section
 from harness.roofline import roofline
 from harness.scaling import fitted_exponent
-from harness.trackers import nvml_memory, percentile, saved_activation_bytes, summarise_latency, time_interleaved
+from harness.trackers import percentile, saved_activation_bytes, summarise_latency, time_interleaved
 
 RTX_5090_OLD_BUILD = CudaProbe("2.5.0+cu124", "12.4", ("sm_50", "sm_80", "sm_86", "sm_90"),
                                (GpuInfo(0, "NVIDIA GeForce RTX 5090", (12, 0)),))

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cube.config import ConfigError, Params, load_params, params_from_dict
+from cube.config import ConfigError
+from harness.config import Params, load_params, params_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = (ROOT / "params.yaml").read_text(encoding="utf-8")

@@ -3,9 +3,10 @@ import dataclasses
 import pytest
 import torch
 
-import cube.lattice as lattice_module
+import cube.propagation as propagation_module
 from cube.config import CubeConfig
-from cube.lattice import CubeLattice, neighbour
+from cube.lattice import CubeLattice
+from cube.neighbours import neighbour
 from cube.processor import EmbeddingProcessor, Mode
 from harness.trackers import saved_activation_bytes
 
@@ -154,7 +155,7 @@ def test_checkpointed_backward_gives_the_plain_gradients_whatever_its_slot_budge
     """0 slots: every state recomputed from the start; 1-2: bisection that runs out of slots; 8: bisection all the way."""
     plain = random_lattice((3, 4, 5), "walls", True, steps=steps)
     checkpointed = random_lattice((3, 4, 5), "walls", True, steps=steps, activation_checkpointing=True)
-    monkeypatch.setattr(lattice_module, "CHECKPOINT_SLOTS", slots)
+    monkeypatch.setattr(propagation_module, "CHECKPOINT_SLOTS", slots)
     x = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(3))
     assert_same(outputs_and_gradients(checkpointed, x), outputs_and_gradients(plain, x))
 

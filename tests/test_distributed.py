@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from cube.config import ConfigError, StageConfig, load_params, params_from_dict
+from cube.config import ConfigError, StageConfig
 from cube.device import DeviceError
 from cube.distributed import World, launch_command, process_group, resolve_backend
 from cube.losses import sharded_stage_loss, stage_loss
 from cube.trainer import CubeTrainer
-from harness.tiny import merge
+from harness.config import load_params, params_from_dict
+from harness.profile import merge
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -173,7 +174,7 @@ def test_shards_of_every_loss_add_up_to_the_single_process_loss_and_gradient(row
 @pytest.fixture(scope="module")
 def tiny_embedded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny profile's data stage (160 pairs, real MiniLM teacher), saved once."""
-    from cube.dataset import build_embedded_data, save_embedded
+    from cube.embedded import build_embedded_data, save_embedded
 
     root = tmp_path_factory.mktemp("tiny-embedded")
     raw = json.loads(json.dumps(TINY))

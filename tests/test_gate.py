@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from cube.config import GateConfig
+from harness.config import GateConfig
 from harness.gate import compare, confirm_speed, markdown, params_differences
 
 GATE = GateConfig(cosine_drop=0.01, recall_drop=0.03, mrr_drop=0.02, speed_ratio_drop=0.4, noise_floor=0.001,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.tiny import make_workspace, run
+from harness.profile import make_workspace, run
 
 pytestmark = pytest.mark.slow
 
@@ -187,7 +187,7 @@ def test_editing_a_default_or_code_evaluate_runs_marks_the_stages_after_it_stale
         assert stage in stale, stale
     assert "datasets:" not in stale  # it reads no training setting
     run(["git", "checkout", "--", "cube/config.py", "data/params.resolved.yaml"], copy)
-    (copy / "cube/dataset.py").write_text((copy / "cube/dataset.py").read_text() + "\n# an edit\n")
+    (copy / "cube/embedded.py").write_text((copy / "cube/embedded.py").read_text() + "\n# an edit\n")
     stale = dvc("status", cwd=copy).stdout
     assert "evaluate:" in stale and "datasets:" in stale, stale
 

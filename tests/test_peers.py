@@ -185,8 +185,9 @@ def test_per_sample_loop_matches_model_and_shares_parameters():
 @pytest.mark.slow
 def test_compiled_eager_reference_matches_cube_output_and_gradients():
     """The bench's torch.compile peer computes the cube's function: its speed ratio compares like with like."""
-    from cube.config import params_from_dict, to_plain
+    from cube.config import to_plain
     from harness.bench import COMPILED_PEER, measure_peers
+    from harness.config import params_from_dict
 
     lattice = cube("walls", True)
     compiled = torch.compile(EagerReference.from_lattice(lattice))

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cube.config import load_params
-from harness.tiny import make_workspace
+from harness.config import load_params
+from harness.profile import make_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cube.config import Params, ReliabilityConfig
 from harness import paths
+from harness.config import Params, ReliabilityConfig
 from harness.gate import reliability_checks
 from harness.reliability import run_drills
 

@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 
-from cube.config import DataConfig, Params, TeacherConfig, TeacherModelConfig
-from cube.data import Pair, split_by_question
-from cube.dataset import build_embedded_data
+from cube.config import DataConfig, TeacherConfig, TeacherModelConfig
+from cube.embedded import build_embedded_data
 from cube.ensemble import Alignment, ensemble_weights, fit_alignment
+from cube.pairs import Pair, split_by_question
 from cube.teachers import TeacherError, get_teacher, last_token_pool
+from harness.config import Params
 
 CPU = torch.device("cpu")
 

@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from cube.config import CubeConfig, Params, StageConfig, TeacherModelConfig
+from cube.config import CubeConfig, StageConfig, TeacherModelConfig
 from cube.lattice import CubeLattice
 from cube.losses import cosine_loss, stage_loss
 from cube.processor import EmbeddingProcessor
 from cube.reshaper import EmbeddingReshaper
 from cube.teachers import Teacher, get_teacher
+from harness.config import Params
 
 # at least 10 timed rounds: the slower paths fill --benchmark-max-time=0.5 in 2-5 rounds, and a median of so few is noisy
 pytestmark = [pytest.mark.bench, pytest.mark.benchmark(min_rounds=10)]

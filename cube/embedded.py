@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from cube import atomic, ensemble, metrics
-from cube.config import Params
-from cube.data import Pair, Splits, load_pairs, normalise_question, split_by_question, unique_sentences
+from cube.config import ModelParams
 from cube.device import choose_device
 from cube.embedding_cache import EmbeddingCache
+from cube.pairs import Pair, Splits, load_pairs, normalise_question, split_by_question, unique_sentences
 from cube.teachers import Teacher, get_teacher, weights_hash
 
 
@@ -105,7 +105,7 @@ def embed_split(name: str, pairs: list[Pair], lookup: dict[str, torch.Tensor]) -
 
 
 def _teacher_embeddings(
-    teacher: Teacher, texts: list[str], params: Params, progress: bool
+    teacher: Teacher, texts: list[str], params: ModelParams, progress: bool
 ) -> tuple[torch.Tensor, EmbeddingCache]:
     description = {
         "model": teacher.config.name,
@@ -119,7 +119,7 @@ def _teacher_embeddings(
     return vectors, cache
 
 
-def build_embedded_data(params: Params, splits: Splits | None = None, progress: bool = True) -> EmbeddedData:
+def build_embedded_data(params: ModelParams, splits: Splits | None = None, progress: bool = True) -> EmbeddedData:
     """Load the corpus, split it, embed every sentence with every teacher, and ensemble."""
     pair_set = None
     if splits is None:

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cube.config import DataConfig
-from cube.data import (
+from cube.embedding_cache import EmbeddingCache
+from cube.pairs import (
     DataError,
     Pair,
     chatterbot_pairs,
@@ -14,7 +15,6 @@ from cube.data import (
     split_by_question,
     unique_sentences,
 )
-from cube.embedding_cache import EmbeddingCache
 
 UNICODE_PAIRS = [
     ("Привет! Как дела?", "Хорошо, спасибо 🙂"),
@@ -136,8 +136,8 @@ def test_corrupted_cache_is_detected_and_rebuilt(tmp_path):
 def test_a_redrawn_split_keeps_every_pair_and_its_embeddings_and_keeps_questions_in_one_split():
     import torch
 
-    from cube.data import Pair
-    from cube.dataset import EmbeddedData, embed_split, redraw_split
+    from cube.embedded import EmbeddedData, embed_split, redraw_split
+    from cube.pairs import Pair
 
     pairs = [Pair(f"question {i % 40}?", f"answer {i}") for i in range(120)]
     lookup = {text: torch.randn(8) for p in pairs for text in (p.question, p.answer)}
