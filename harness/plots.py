@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cube import atomic  # noqa: E402
+from harness.results import Bench, Comparison, ModelSummary, Scaling, ScalingRow  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -20,43 +22,41 @@ def _save(figure: plt.Figure, path: Path) -> None:
 
 
 def loss_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    """Train loss and validation cosine of every stage, stages one after another on one epoch axis."""
-    figure, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    offset = 0
-    for stage, history in histories.items():
-        epochs = [offset + r["epoch"] for r in history]
-        loss_ax.plot(epochs, [r["train_loss"] for r in history], marker=".", label=stage)
-        val_ax.plot(epochs, [r["val/cosine"] for r in history], marker=".", label=stage)
-        offset += len(history)
-    loss_ax.set(title="training loss per stage", xlabel="epoch (stages in sequence)", ylabel="loss")
-    val_ax.set(title="validation cosine(pred, answer)", xlabel="epoch (stages in sequence)", ylabel="cosine")
-    for axis in (loss_ax, val_ax):
+    """One panel per stage, each with its own scales (the stages' losses differ by orders of magnitude): training
+    loss on the left axis, validation cosine(pred, answer) on the right."""
+    figure, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3.6), squeeze=False)
+    for axis, (stage, history) in zip(axes[0], histories.items()):
+        epochs = [r["epoch"] for r in history]
+        axis.plot(epochs, [r["train_loss"] for r in history], marker=".", color="tab:blue", label="training loss")
+        axis.set(title=stage, xlabel="epoch")
+        axis.set_ylabel("training loss", color="tab:blue")
         axis.grid(alpha=0.3)
-        axis.legend()
+        val = axis.twinx()
+        val.plot(epochs, [r["val/cosine"] for r in history], marker=".", color="tab:orange", label="val cosine")
+        val.set_ylabel("validation cosine", color="tab:orange")
     _save(figure, path)
 
 
-def quality_bars(summary: dict[str, Any], path: Path) -> None:
+def quality_bars(rows: dict[str, ModelSummary], seeds: list[int], path: Path) -> None:
     """Test cosine, recall@1/5/10 and MRR of each stage beside each baseline: mean over seeds, ± std bars."""
-    rows = summary["models"]
     measures = ["cosine", "recall@1", "recall@5", "recall@10", "mrr"]
     figure, axis = plt.subplots(figsize=(12, 4.5))
     width = 0.8 / len(rows)
     for i, (name, entry) in enumerate(rows.items()):
         xs = [j + i * width for j in range(len(measures))]
-        axis.bar(xs, [entry["test"][m]["mean"] for m in measures], width, label=name,
-                 yerr=[entry["test"][m]["std"] for m in measures], capsize=2,
+        axis.bar(xs, [entry.test[m].mean for m in measures], width, label=name,
+                 yerr=[entry.test[m].std for m in measures], capsize=2,
                  hatch=None if name.startswith("cube") else "//", edgecolor="white")
     axis.set_xticks([j + 0.4 - width / 2 for j in range(len(measures))], measures)
-    seeds = ", ".join(str(s) for s in summary["seeds"])
-    axis.set(title=f"test split, mean ± std over seeds {seeds}: cube stages (solid) against baselines (hatched)",
+    over = ", ".join(map(str, seeds))
+    axis.set(title=f"test split, mean ± std over seeds {over}: cube stages (solid) against baselines (hatched)",
              ylim=(0, 1))
     axis.legend(ncol=2, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axis.grid(axis="y", alpha=0.3)
     _save(figure, path)
 
 
-def paired_differences(comparisons: dict[str, dict[str, Any]], measures: tuple[str, ...], stage: str,
+def paired_differences(comparisons: dict[str, dict[str, Comparison]], measures: tuple[str, ...], stage: str,
                        path: Path) -> None:
     """Cube minus each baseline, one panel per measure: the mean difference with its 95% interval, 0 marked."""
     names = list(comparisons)
@@ -65,8 +65,8 @@ def paired_differences(comparisons: dict[str, dict[str, Any]], measures: tuple[s
     for axis, measure in zip(axes, measures):
         for row, name in enumerate(names):
             entry = comparisons[name][measure]
-            axis.errorbar(entry["mean"], row, xerr=[[entry["mean"] - entry["low"]], [entry["high"] - entry["mean"]]],
-                          fmt="o", capsize=3, color=colours[entry["verdict"]])
+            axis.errorbar(entry.mean, row, xerr=[[entry.mean - entry.low], [entry.high - entry.mean]],
+                          fmt="o", capsize=3, color=colours[entry.verdict])
         axis.axvline(0.0, color="black", linewidth=0.8)
         axis.set(title=f"{measure}: cube ({stage}) - baseline", xlabel="difference (95% interval)")
         axis.grid(axis="x", alpha=0.3)
@@ -76,39 +76,40 @@ def paired_differences(comparisons: dict[str, dict[str, Any]], measures: tuple[s
     _save(figure, path)
 
 
-def throughput(bench: dict[str, Any], path: Path) -> None:
+def throughput(bench: Bench, path: Path) -> None:
     """Samples per second against batch size, forward and training step, with min-max bars."""
     figure, axis = plt.subplots(figsize=(6.5, 4))
     for phase in ("forward", "train"):
-        rows = [r for r in bench["rows"] if r["phase"] == phase]
-        xs = [r["batch_size"] for r in rows]
-        ys = [r["samples_per_s"] for r in rows]
-        errors = [[y - r["samples_per_s_min"] for y, r in zip(ys, rows)],
-                  [r["samples_per_s_max"] - y for y, r in zip(ys, rows)]]
+        rows = [r for r in bench.rows if r.phase == phase]
+        xs = [r.batch_size for r in rows]
+        ys = [r.samples_per_s for r in rows]
+        errors = [[y - r.samples_per_s_min for y, r in zip(ys, rows)],
+                  [r.samples_per_s_max - y for y, r in zip(ys, rows)]]
         axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=phase)
     axis.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
-             title=f"cube throughput on {bench['device']}")
+             title=f"cube throughput on {bench.device}")
     axis.grid(alpha=0.3, which="both")
     axis.legend()
     _save(figure, path)
 
 
-def scaling(scaling_result: dict[str, Any], device: str, path: Path) -> None:
+def scaling(scaling_result: Scaling, device: str, path: Path) -> None:
     """Log-log: time and memory per sample against lattice side, and against propagation steps."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    side_rows = scaling_result["by_side"]["rows"]
-    fits = scaling_result["by_side"]["exponent"]
-    series = [("ms_per_sample", "time (ms)", "time"), ("saved_mib_per_sample", "saved for backward (MiB)", "saved_memory")]
-    if "cuda_peak_increase_mib_per_sample" in side_rows[0]:
-        series.append(("cuda_peak_increase_mib_per_sample", "CUDA peak allocated (MiB)", "cuda_peak_memory"))
-    for key, label, fit in series:
-        axes[0].plot([r["side"] for r in side_rows], [r[key] for r in side_rows], marker="o",
+    side_rows, fits = scaling_result.by_side.rows, scaling_result.by_side.exponent
+    series: list[tuple[Callable[[ScalingRow], Any], str, str]] = [
+        (lambda r: r.ms_per_sample, "time (ms)", "time"),
+        (lambda r: r.saved_mib_per_sample, "saved for backward (MiB)", "saved_memory")]
+    if side_rows[0].cuda_peak_increase_mib_per_sample is not None:
+        series.append((lambda r: r.cuda_peak_increase_mib_per_sample, "CUDA peak allocated (MiB)", "cuda_peak_memory"))
+    for value, label, fit in series:
+        axes[0].plot([r.side for r in side_rows], [value(r) for r in side_rows], marker="o",
                      label=f"{label}, exponent {_exponent(fits[fit])}")
     axes[0].set(title="per sample against lattice side (cells = side³)", xlabel="lattice side")
     for name in ("plain", "checkpointed"):
-        rows, fits = scaling_result["by_steps"][name]["rows"], scaling_result["by_steps"][name]["exponent"]
-        for key, label, fit in series[:2]:
-            axes[1].plot([r["steps"] for r in rows], [r[key] for r in rows], marker="o",
+        rows, fits = scaling_result.by_steps[name].rows, scaling_result.by_steps[name].exponent
+        for value, label, fit in series[:2]:
+            axes[1].plot([r.steps for r in rows], [value(r) for r in rows], marker="o",
                          linestyle="-" if name == "plain" else "--",
                          label=f"{label}, {name}, exponent {_exponent(fits[fit])}")
     axes[1].set(title="per sample against propagation steps", xlabel="steps")

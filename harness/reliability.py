@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cube import atomic
 from harness import paths
 from harness.config import Params
+from harness.results import Reliability, write_result
 
 log = logging.getLogger(__name__)
 KINDS = ("bad_input", "fault")
@@ -77,7 +77,7 @@ def run_drills(params: Params, tests: Path = TESTS) -> dict[str, Any]:
         result: dict[str, Any] = {"run": False, "reason": "reliability.run is false in params.yaml"}
     else:
         result = _run_pytest(tests, settings.include_slow)
-    atomic.write_json(paths.RELIABILITY_METRICS, result)
+    write_result(paths.RELIABILITY_METRICS, result, Reliability)
     return result
 
 

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cube import atomic
 from cube.baselines import BASELINE_ORDER, SWEPT
 from cube.checkpoint import SIDECAR
 from cube.device import choose_device
 from harness import paired, paths, plots
-from harness.bench import issue_targets
 from harness.config import Params
 from harness.evaluate import SUMMARISED
 from harness.provenance import provenance
+from harness.results import (
+    Bench,
+    Comparison,
+    DataCard,
+    Doctor,
+    Evaluation,
+    MeanStd,
+    Peers,
+    Reliability,
+    Roofline,
+    Scaling,
+    ScalingRow,
+    SpeedTarget,
+    TrainSummary,
+    read_card,
+    read_result,
+)
 
 QUALITY = SUMMARISED  # the measures evaluate summarises over seeds are the ones every table shows
 COMPARED = ("recall@1", "mrr", "cosine")
@@ -22,16 +38,25 @@ CUBE_TUNING = {"advanced": f"loss mix: {SWEPT}"}  # scripts/val_sweep_advanced.p
 DETECT = 0.02  # the MRR difference the report says how many pairs would be needed to detect
 
 
-def _in_order(results: dict[str, Any], order: tuple[str, ...] | list[str]) -> dict[str, Any]:
+V = TypeVar("V")
+
+
+def in_order(results: dict[str, V], order: tuple[str, ...] | list[str]) -> dict[str, V]:
     """JSON files are written with sorted keys; the report lists stages in pipeline order."""
     known = [k for k in order if k in results]
     return {k: results[k] for k in known + sorted(set(results) - set(known))}
 
 
-def _read(path: Path) -> Any:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run the stage that writes it first (dvc repro)")
-    return json.loads(path.read_text(encoding="utf-8"))
+def _history(stage: str) -> list[dict[str, Any]]:
+    """A stage's per-epoch records, as its checkpoint keeps them (the training curves)."""
+    sidecar = paths.checkpoint_dir(stage) / SIDECAR
+    if not sidecar.exists():
+        raise FileNotFoundError(f"{sidecar} is missing; run the stage first (dvc repro)")
+    return json.loads(sidecar.read_text(encoding="utf-8"))["history"]
+
+
+def difference(comparison: Comparison) -> paired.PairedDifference:
+    return paired.PairedDifference(**comparison.model_dump(exclude={"verdict"}))
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -49,8 +74,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _mean_std(score: dict[str, float]) -> str:
-    return f"{score['mean']:.4f} ± {score['std']:.4f}"
+def _mean_std(score: MeanStd) -> str:
+    return f"{score.mean:.4f} ± {score.std:.4f}"
 
 
 def _stage_label(name: str, no_change_in: list[str], seeds: int) -> str:
@@ -63,13 +88,13 @@ def _stage_label(name: str, no_change_in: list[str], seeds: int) -> str:
     return f"{name} (no change: kept its starting map in {where})"
 
 
-def target_lines(comparisons: dict[str, dict[str, Any]], stage: str, missed: list[str]) -> list[str]:
+def target_lines(comparisons: dict[str, dict[str, Comparison]], stage: str, missed: list[str]) -> list[str]:
     """Which baselines the chosen stage is better than, not significantly different from, or worse than, and the
     quality target as evaluate judged it (significant wins only)."""
     by_verdict: dict[str, list[str]] = {paired.BETTER: [], paired.NO_DIFFERENCE: [], paired.WORSE: []}
     for name, measures in comparisons.items():
         for measure in COMPARED:
-            by_verdict[measures[measure]["verdict"]].append(f"{name} on {measure}")
+            by_verdict[measures[measure].verdict].append(f"{name} on {measure}")
     lines = [f"- significantly **better** than: {', '.join(by_verdict[paired.BETTER]) or 'none'};",
              f"- **no significant difference** from: {', '.join(by_verdict[paired.NO_DIFFERENCE]) or 'none'};",
              f"- significantly **worse** than: {', '.join(by_verdict[paired.WORSE]) or 'none'}.", ""]
@@ -82,18 +107,16 @@ def target_lines(comparisons: dict[str, dict[str, Any]], stage: str, missed: lis
     return lines
 
 
-def detectable_lines(comparisons: dict[str, dict[str, Any]], test_pairs: int, targets: list[str]) -> list[str]:
+def detectable_lines(comparisons: dict[str, dict[str, Comparison]], test_pairs: int, targets: list[str]) -> list[str]:
     """How small a difference this test split can tell from noise, and how many pairs a 0.02 MRR would need."""
     out = []
     for measure in ("mrr", "recall@1"):
-        found = [paired.PairedDifference.from_dict(m[measure]) for name, m in comparisons.items()
-                 if name in targets and name != "mean answer"]
+        found = [difference(m[measure]) for name, m in comparisons.items() if name in targets and name != "mean answer"]
         if not found:
             continue
         low, high = min(d.detectable for d in found), max(d.detectable for d in found)
         out.append(f"{measure} differences of {low:.3f} to {high:.3f}")
-    mrr = [paired.PairedDifference.from_dict(m["mrr"]) for name, m in comparisons.items()
-           if name in targets and name != "mean answer"]
+    mrr = [difference(m["mrr"]) for name, m in comparisons.items() if name in targets and name != "mean answer"]
     needed = sorted(paired.pairs_needed(d, DETECT) for d in mrr)
     text = (f"**What this evaluation can decide.** With {test_pairs} test pairs it detects (80% power, 5% level), "
             f"against the non-trivial baselines, " + " and ".join(out) + ". Smaller true differences usually come out "
@@ -105,10 +128,10 @@ def detectable_lines(comparisons: dict[str, dict[str, Any]], test_pairs: int, ta
     return [text]
 
 
-def _paired_section(evaluation: dict[str, Any]) -> list[str]:
-    stage, comparisons = evaluation["chosen_stage"], evaluation["comparisons"]
-    seeds = evaluation["summary"]["seeds"]
-    first = paired.PairedDifference.from_dict(next(iter(comparisons.values()))["mrr"])
+def _paired_section(evaluation: Evaluation, comparisons: dict[str, dict[str, Comparison]],
+                    models: dict[str, Any]) -> list[str]:
+    stage, seeds = evaluation.chosen_stage, evaluation.summary.seeds
+    first = difference(next(iter(comparisons.values()))["mrr"])
     out = ["### Is the cube better? Paired differences on the test pairs", "",
            f"The cube stage chosen on mean validation MRR is **{stage}**. Each row is cube minus baseline on the same "
            f"{first.pairs} test pairs, averaged over {first.seeds} seed(s) ({', '.join(map(str, seeds))}), with a 95% "
@@ -118,28 +141,29 @@ def _paired_section(evaluation: dict[str, Any]) -> list[str]:
     rows = []
     for name, measures in comparisons.items():
         for measure in COMPARED:
-            d = paired.PairedDifference.from_dict(measures[measure])
+            d = difference(measures[measure])
             rows.append([name, measure, f"{d.mean:+.4f}", d.interval(), d.verdict, f"{d.detectable:.4f}"])
     out += [_table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), "",
             "![paired differences with 95% intervals](paired_differences.png)", ""]
-    target = evaluation["target"]
-    out += target_lines(comparisons, stage, target["missed"]) + [""]
-    out += detectable_lines(comparisons, evaluation["test_pairs"], list(target["required"]))
-    models = evaluation["summary"]["models"]
+    target = evaluation.target
+    out += target_lines(comparisons, stage, target.missed) + [""]
+    out += detectable_lines(comparisons, evaluation.test_pairs, list(target.required))
     cube, mlp = models[f"cube: {stage}"], models.get("mlp")
     if mlp:
-        out += ["", f"Size: the cube has {cube['parameters']:,} trainable parameters; the MLP has "
-                f"{mlp['parameters']:,} ({mlp['parameters'] / cube['parameters']:.0f}x as many)."]
+        out += ["", f"Size: the cube has {cube.parameters:,} trainable parameters; the MLP has "
+                f"{mlp.parameters:,} ({mlp.parameters / cube.parameters:.0f}x as many)."]
     return out + [""]
 
 
-def _quality_section(evaluation: dict[str, Any], seed: int) -> list[str]:
-    summary = evaluation["summary"]
-    seeds = ", ".join(str(s) for s in summary["seeds"])
-    count = len(summary["seeds"])
+def _quality_section(evaluation: Evaluation, seed: int) -> list[str]:
+    summary = evaluation.summary
+    models = in_order(summary.models, [f"cube: {stage}" for stage in paths.STAGES] + list(BASELINE_ORDER))
+    comparisons = in_order(evaluation.comparisons, BASELINE_ORDER)
+    seeds = ", ".join(str(s) for s in summary.seeds)
+    count = len(summary.seeds)
     out = ["## Quality on the test split", "",
-           f"{evaluation['test_pairs']} test pairs; each answer is ranked among the split's "
-           f"{evaluation['test_candidates']} distinct answers (other answers of the same question are not "
+           f"{evaluation.test_pairs} test pairs; each answer is ranked among the split's "
+           f"{evaluation.test_candidates} distinct answers (other answers of the same question are not "
            "competitors). Baselines are fit on the training split and tuned on validation; the MLP and the "
            "contrastive linear map are trained like the cube, from the identity map, by its trainer with its stage "
            "settings (loss mix, AdamW, clipping, plateau schedule, early stopping, epoch-0 fallback, validation "
@@ -147,61 +171,67 @@ def _quality_section(evaluation: dict[str, Any], seed: int) -> list[str]:
            + (f"Each row is the mean ± sample standard deviation over seeds {seeds}: under each seed the cube's four "
               "stages are trained again from scratch and the trainable baselines retrained "
               + ("(with `quality.resplit` each extra seed also re-draws the train/val/test split, so the ± includes "
-                 f"split variation; the counts above are seed {seed}'s split)." if evaluation.get("resplit") else
+                 f"split variation; the counts above are seed {seed}'s split)." if evaluation.resplit else
                  "(the seed changes initialisation and batch order, not the data split); the ± is training noise "
                  "only: the paired intervals below add the test pairs' own spread.") if count > 1 else
               f"One seed ({seeds}), so every ± is 0: list more in quality.extra_seeds for a spread."), ""]
     rows = []
-    for name, entry in summary["models"].items():
-        if entry["group"] == "stages":
-            label = _stage_label(name, entry["no_change_in"], count)
+    for name, entry in models.items():
+        if entry.group == "stages":
+            label = _stage_label(name, entry.no_change_in, count)
             tuning = CUBE_TUNING.get(name.removeprefix("cube: "), "defaults, not swept")
         else:
-            label, tuning = name, entry["tuning"]
-        rows.append([label, *[_mean_std(entry["test"][m]) for m in QUALITY], entry["parameters"], tuning])
+            label, tuning = name, entry.tuning
+        rows.append([label, *[_mean_std(entry.test[m]) for m in QUALITY], entry.parameters, tuning])
     out.append(_table(["model", *QUALITY, "parameters", "tuning on validation"], rows))
     out += ["", "![test quality by stage and baseline](test_quality.png)", ""]
-    out += _paired_section(evaluation)
+    out += _paired_section(evaluation, comparisons, models)
     out += [f"### Seed {seed} alone", "",
             "The pipeline's own checkpoints (`checkpoints/<stage>`), which the Stages section below and the "
             "regression gate read.", ""]
-    rows = [[_stage_label(f"cube: {s}", [str(seed)] if v.get("no_change") else [], 1),
-             *[v["test"][m] for m in QUALITY], v["parameters"]] for s, v in evaluation["stages"].items()]
-    rows += [[name, *[v["test"][m] for m in QUALITY], v["parameters"]] for name, v in evaluation["baselines"].items()]
+    rows = [[_stage_label(f"cube: {s}", [str(seed)] if v.no_change else [], 1),
+             *[v.test.measure(m) for m in QUALITY], v.parameters] for s, v in in_order(evaluation.stages, paths.STAGES).items()]
+    rows += [[name, *[v.test.measure(m) for m in QUALITY], v.parameters]
+             for name, v in in_order(evaluation.baselines, BASELINE_ORDER).items()]
     out.append(_table(["model", *QUALITY, "parameters"], rows))
     return out + [""]
 
 
 def build_report(params: Params) -> Path:
-    card = _read(paths.EMBEDDED / "card.json")
-    evaluation = _read(paths.EVALUATE_METRICS)
-    evaluation["stages"] = _in_order(evaluation["stages"], paths.STAGES)
-    evaluation["baselines"] = _in_order(evaluation["baselines"], BASELINE_ORDER)
-    order = [f"cube: {stage}" for stage in paths.STAGES] + list(BASELINE_ORDER)
-    evaluation["summary"]["models"] = _in_order(evaluation["summary"]["models"], order)
-    evaluation["comparisons"] = _in_order(evaluation["comparisons"], BASELINE_ORDER)
-    bench = _read(paths.BENCH_METRICS)
-    trained = {stage: _read(paths.train_metrics(stage)) for stage in paths.STAGES}
-    histories = {
-        stage: _read(paths.checkpoint_dir(stage) / SIDECAR)["history"]
-        for stage in paths.STAGES
-    }
-    device = choose_device(params.train.device)
-    origin = provenance(params, device)
+    card = read_card(paths.EMBEDDED / "card.json")
+    evaluation = read_result(paths.EVALUATE_METRICS, Evaluation)
+    bench = read_result(paths.BENCH_METRICS, Bench)
+    trained = {stage: read_result(paths.train_metrics(stage), TrainSummary) for stage in paths.STAGES}
+    histories = {stage: _history(stage) for stage in paths.STAGES}
+    origin = provenance(params, choose_device(params.train.device))
 
     plots.loss_curves(histories, paths.REPORTS / "loss_curves.png")
-    plots.quality_bars(evaluation["summary"], paths.REPORTS / "test_quality.png")
-    plots.paired_differences(evaluation["comparisons"], COMPARED, evaluation["chosen_stage"],
+    plots.quality_bars(in_order(evaluation.summary.models, [f"cube: {stage}" for stage in paths.STAGES]
+                                + list(BASELINE_ORDER)), evaluation.summary.seeds, paths.REPORTS / "test_quality.png")
+    plots.paired_differences(in_order(evaluation.comparisons, BASELINE_ORDER), COMPARED, evaluation.chosen_stage,
                              paths.REPORTS / "paired_differences.png")
     plots.throughput(bench, paths.REPORTS / "throughput.png")
-    plots.scaling(bench["scaling"], bench["device"], paths.REPORTS / "scaling.png")
+    plots.scaling(bench.scaling, bench.device, paths.REPORTS / "scaling.png")
 
     out: list[str] = ["# Cube Bench report", ""]
     out += ["Every figure below was measured by this pipeline run (`dvc repro`); none is copied from elsewhere.",
             "Quality is on the test split, which no training or tuning step reads.", ""]
+    out += _provenance_section(origin) + _data_section(card)
+    out += [""] + _quality_section(evaluation, params.seed)
+    out += _stages_section(evaluation, trained)
+    out += _device_section(bench.doctor)
+    out += _speed_sections(bench)
+    out += peer_section(bench.peers, bench.targets, bench.device)
+    out += _roofline_section(bench.roofline, bench.device)
+    out += _scaling_section(bench.scaling)
+    out += _reliability_section(read_result(paths.RELIABILITY_METRICS, Reliability))
 
-    out += ["## Provenance", ""]
-    out.append(_table(["item", "value"], [
+    atomic.write_text(paths.REPORT, "\n".join(out))
+    return paths.REPORT
+
+
+def _provenance_section(origin: dict[str, Any]) -> list[str]:
+    return ["## Provenance", "", _table(["item", "value"], [
         ["git revision", origin["git_revision"]], ["params hash (sha256)", origin["params_hash"]],
         ["seed", origin["seed"]],
         ["deterministic algorithms (train.deterministic)", "on" if origin["deterministic_algorithms"] else "off"],
@@ -209,55 +239,48 @@ def build_report(params: Params) -> Path:
         ["cpu threads", origin["cpu_threads"]],
         *[[name, version] for name, version in origin["libraries"].items()],
         ["written at (UTC)", origin["written_at"]],
-    ]))
+    ])]
 
-    out += ["", "## Data", ""]
+
+def _data_section(card: DataCard) -> list[str]:
+    out = ["", "## Data", ""]
     out.append(_table(["item", "value"], [
-        ["source", card["source"]], ["raw pairs", card["raw_pairs"]],
-        ["exact duplicate pairs dropped", card["duplicates_dropped"]], ["empty turns dropped", card["empty_dropped"]],
-        *[[f"{name} pairs / question groups / distinct answers", f"{card['pairs'][name]} / "
-           f"{card['question_groups'][name]} / {card['distinct_answers'][name]}"] for name in ("train", "val", "test")],
-        ["autoencoder sentences (train split only)", card["autoencoder_sentences"]],
-        ["embedding width", card["dim"]],
+        ["source", card.source], ["raw pairs", card.raw_pairs],
+        ["exact duplicate pairs dropped", card.duplicates_dropped], ["empty turns dropped", card.empty_dropped],
+        *[[f"{name} pairs / question groups / distinct answers", f"{card.pairs[name]} / "
+           f"{card.question_groups[name]} / {card.distinct_answers[name]}"] for name in ("train", "val", "test")],
+        ["autoencoder sentences (train split only)", card.autoencoder_sentences],
+        ["embedding width", card.dim],
     ]))
     out += ["", "Teachers (the first is the reference space; weights are the ensemble weights):", ""]
     out.append(_table(["teacher", "width", "pooling", "dtype", "weight", "pair agreement",
-                       f"sentences over max_length (of {card['sentences']:,})"],
-                      [[t["name"], t["width"], t["pooling"], t["dtype"], t["weight"], t["pair_agreement"],
-                        t["truncated"]] for t in card["teachers"]]))
+                       f"sentences over max_length (of {card.sentences:,})"],
+                      [[t.name, t.width, t.pooling, t.dtype, t.weight, t.pair_agreement, t.truncated]
+                       for t in card.teachers]))
+    return out
 
-    out += [""] + _quality_section(evaluation, params.seed)
 
-    out += ["## Stages", ""]
-    baseline_rows = [[f"baseline: {name}", "", "", v["val"]["cosine"], v["test"]["cosine"], v["test"]["recall@1"],
-                      v["test"]["recall@5"], v["test"]["recall@10"], v["test"]["mrr"], "", ""]
-                     for name, v in evaluation["baselines"].items()]
+def _stages_section(evaluation: Evaluation, trained: dict[str, TrainSummary]) -> list[str]:
+    out = ["## Stages", ""]
+    baseline_rows = [[f"baseline: {name}", "", "", v.val.cosine, v.test.cosine, v.test.recall_at_1,
+                      v.test.recall_at_5, v.test.recall_at_10, v.test.mrr, "", ""]
+                     for name, v in in_order(evaluation.baselines, BASELINE_ORDER).items()]
     for stage in paths.STAGES:
-        summary, result = trained[stage], evaluation["stages"][stage]
+        summary, result = trained[stage], evaluation.stages[stage]
         out += [f"### {stage}", "",
-                f"Initialised from {summary['initialised_from']}; best epoch {summary['best_epoch']} of "
-                f"{summary['epochs_run']} by validation {summary['monitor']}"
-                + (" (stopped early)" if summary["stopped_early"] else "") + f"; trained on {summary['device']}."
-                + (f" **No change: no epoch beat its starting point, so this stage is {summary['initialised_from']}'s "
-                   "map unchanged** (its figures are that map's)." if summary.get("no_change") else ""), ""]
-        label = _stage_label(f"cube: {stage}", ["this"] if summary.get("no_change") else [], 1)
-        row = [label, summary["final_train_loss"], summary["epochs_run"], result["val"]["cosine"],
-               result["test"]["cosine"], result["test"]["recall@1"], result["test"]["recall@5"],
-               result["test"]["recall@10"], result["test"]["mrr"], f"{summary['wall_seconds']:.1f}", summary["parameters"]]
+                f"Initialised from {summary.initialised_from}; best epoch {summary.best_epoch} of "
+                f"{summary.epochs_run} by validation {summary.monitor}"
+                + (" (stopped early)" if summary.stopped_early else "") + f"; trained on {summary.device}."
+                + (f" **No change: no epoch beat its starting point, so this stage is {summary.initialised_from}'s "
+                   "map unchanged** (its figures are that map's)." if summary.no_change else ""), ""]
+        label = _stage_label(f"cube: {stage}", ["this"] if summary.no_change else [], 1)
+        row = [label, summary.final_train_loss, summary.epochs_run, result.val.cosine,
+               result.test.cosine, result.test.recall_at_1, result.test.recall_at_5,
+               result.test.recall_at_10, result.test.mrr, f"{summary.wall_seconds:.1f}", summary.parameters]
         out.append(_table(["model", "final loss", "epochs", "val cosine", "test cosine", "R@1", "R@5", "R@10", "MRR",
                            "wall s", "parameters"], [row, *baseline_rows]))
         out.append("")
-    out += ["![training curves](loss_curves.png)", ""]
-
-    out += _device_section(bench["doctor"])
-    out += _speed_sections(bench)
-    out += _peer_section(bench["peers"], bench.get("targets") or issue_targets(bench), bench["device"])
-    out += _roofline_section(bench["roofline"], bench["device"])
-    out += _scaling_section(bench["scaling"])
-    out += _reliability_section(_read(paths.RELIABILITY_METRICS))
-
-    atomic.write_text(paths.REPORT, "\n".join(out))
-    return paths.REPORT
+    return out + ["![training curves](loss_curves.png)", ""]
 
 
 MEMORY_LABELS = {
@@ -267,51 +290,49 @@ MEMORY_LABELS = {
 }
 
 
-def _device_section(doctor: dict[str, Any]) -> list[str]:
-    rows = [["torch", doctor["torch"]], ["build CUDA", doctor["build_cuda"] or "none (CPU build)"],
-            ["build arch list", ", ".join(doctor["arch_list"]) or "(none)"]]
-    rows += [[f"GPU {g['index']}", f"{g['name']}, {g['capability']}, "
-              + ("supported by this build" if g["supported_by_build"] else f"NOT supported: {g['problem']}")]
-             for g in doctor["gpus"]] or [["GPUs", "none visible to torch"]]
-    rows += [["NVML", doctor["nvml"]["status"] if doctor["nvml"]["status"] != "ok"
-              else f"driver {doctor['nvml']['driver']}"]]
-    cpu = doctor["cpu"]
-    rows += [["CPU", f"{cpu['model']}, {cpu['logical_cpus']} logical CPUs, {cpu['torch_threads']} torch threads, "
-                     f"{cpu['memory_total_gib']:.1f} GiB"],
-             ["device used", f"{doctor['chosen_device']} ({doctor['reason']})"]]
+def _device_section(doctor: Doctor) -> list[str]:
+    rows = [["torch", doctor.torch], ["build CUDA", doctor.build_cuda or "none (CPU build)"],
+            ["build arch list", ", ".join(doctor.arch_list) or "(none)"]]
+    rows += [[f"GPU {g.index}", f"{g.name}, {g.capability}, "
+              + ("supported by this build" if g.supported_by_build else f"NOT supported: {g.problem}")]
+             for g in doctor.gpus] or [["GPUs", "none visible to torch"]]
+    rows += [["NVML", doctor.nvml.status if doctor.nvml.status != "ok" else f"driver {doctor.nvml.driver}"]]
+    cpu = doctor.cpu
+    rows += [["CPU", f"{cpu.model}, {cpu.logical_cpus} logical CPUs, {cpu.torch_threads} torch threads, "
+                     f"{cpu.memory_total_gib:.1f} GiB"],
+             ["device used", f"{doctor.chosen_device} ({doctor.reason})"]]
     return ["## Device (python -m harness doctor)", "", _table(["item", "value"], rows), ""]
 
 
-def _speed_sections(bench: dict[str, Any]) -> list[str]:
+def _speed_sections(bench: Bench) -> list[str]:
     out = ["## Throughput and latency", "",
-           f"Lattice {'x'.join(map(str, bench['lattice']))}, {bench['steps']} steps, {bench['parameters']:,} "
-           f"parameters, {bench['flops_per_sample_forward'] / 1e6:.1f} MFLOP per sample forward, on "
-           f"{bench['device']} ({bench['device_reason']}). Median of {bench['repeats']} timed repeats after "
-           f"{bench['warmup']} warm-up calls, min and max beside it; "
-           + ("CUDA events time each call." if bench["device"].startswith("cuda") else "wall clock times each call.")
+           f"Lattice {'x'.join(map(str, bench.lattice))}, {bench.steps} steps, {bench.parameters:,} "
+           f"parameters, {bench.flops_per_sample_forward / 1e6:.1f} MFLOP per sample forward, on "
+           f"{bench.device} ({bench.device_reason}). Median of {bench.repeats} timed repeats after "
+           f"{bench.warmup} warm-up calls, min and max beside it; "
+           + ("CUDA events time each call." if bench.device.startswith("cuda") else "wall clock times each call.")
            + " `train` is forward + cosine loss + backward + AdamW step.", ""]
     out.append(_table(["phase", "batch", "samples/s", "min", "max", "latency ms mean", "p50", "p90", "p99"],
-                      [[r["phase"], r["batch_size"], r["samples_per_s"], r["samples_per_s_min"], r["samples_per_s_max"],
-                        r["latency_ms_mean"], r["latency_ms_p50"], r["latency_ms_p90"], r["latency_ms_p99"]]
-                       for r in bench["rows"]]))
-    work = bench["work_per_sample"]
+                      [[r.phase, r.batch_size, r.samples_per_s, r.samples_per_s_min, r.samples_per_s_max,
+                        r.latency_ms_mean, r.latency_ms_p50, r.latency_ms_p90, r.latency_ms_p99]
+                       for r in bench.rows]))
+    work = bench.work_per_sample
     out += ["", "![throughput against batch size](throughput.png)", "", "## Memory", "",
             f"What a training step keeps for backward, counted tensor by tensor (exact, gated): "
-            f"{work['saved_bytes_train'] / 2**20:.3f} MiB per sample. FLOPs the cube's matmuls execute, counted by "
-            f"torch's FlopCounterMode (exact, gated): {work['counted_flops_forward'] / 1e6:.2f} MFLOP per sample "
-            f"forward, {work['counted_flops_train'] / 1e6:.2f} MFLOP per training step.", "",
+            f"{work.saved_bytes_train / 2**20:.3f} MiB per sample. FLOPs the cube's matmuls execute, counted by "
+            f"torch's FlopCounterMode (exact, gated): {work.counted_flops_forward / 1e6:.2f} MFLOP per sample "
+            f"forward, {work.counted_flops_train / 1e6:.2f} MFLOP per training step.", "",
             "Measured peaks per phase, each belonging to its phase: on the CPU, the resident memory one call of the "
             "phase adds, measured in a fresh process of its own (`harness/memory_probe.py`: the kernel's high-water "
             "mark reset after set-up), since in a long-running process memory an earlier phase freed stays resident; "
             "on a GPU, torch's allocator peaks, reset before each phase, with the driver's view (NVML) beside them.",
             ""]
-    keys = [k for k in MEMORY_LABELS if k in bench["rows"][0]]
+    keys = [k for k in MEMORY_LABELS if getattr(bench.rows[0], k) is not None]
     out.append(_table(["phase", "batch", *[MEMORY_LABELS[k] for k in keys]],
-                      [[r["phase"], r["batch_size"], *[r[k] for k in keys]] for r in bench["rows"]]))
-    nvml = bench["rows"][0].get("nvml", "")
-    if nvml != "ok":
-        out += ["", f"NVML: {nvml}."]
-    out += ["", f"Peak resident memory of the benchmark process: {bench['peak_rss_mib']:.0f} MiB.", ""]
+                      [[r.phase, r.batch_size, *[getattr(r, k) for k in keys]] for r in bench.rows]))
+    if bench.rows[0].nvml != "ok":
+        out += ["", f"NVML: {bench.rows[0].nvml}."]
+    out += ["", f"Peak resident memory of the benchmark process: {bench.peak_rss_mib:.0f} MiB.", ""]
     return out
 
 
@@ -325,26 +346,26 @@ def _met(met: bool | None) -> str:
     return "n/a" if met is None else ("**yes**" if met else "**NO**")
 
 
-def _peer_section(peers: dict[str, Any], targets: list[dict[str, Any]], device: str) -> list[str]:
-    rows = [[PEER_NAMES.get(r["implementation"], r["implementation"]), r["phase"], r["latency_ms_p50"],
-             r["latency_ms_mean"]] for r in peers["rows"]]
-    ratios = {name: paired.RatioEstimate.from_dict(value) for name, value in peers["speed_ratios"].items()}
+def peer_section(peers: Peers, targets: list[SpeedTarget], device: str) -> list[str]:
+    """The peers' latencies, their speed ratios with intervals beside the ratio targets, and torch.compile's
+    compile time apart."""
+    rows = [[PEER_NAMES.get(r.implementation, r.implementation), r.phase, r.latency_ms_p50, r.latency_ms_mean]
+            for r in peers.rows]
     here = "cuda" if device.startswith("cuda") else "cpu"
-    goals = {t["target"]: t for t in targets if t["device"] == here}  # the ratio targets for this run's device
+    goals = {t.target: t for t in targets if t.device == here}  # the ratio targets for this run's device
     ratio_rows = [[name.replace("_", " "), f"{value.ratio:.2f}", f"[{value.low:.2f}, {value.high:.2f}]",
-                   goals[name]["goal"] + f" ({here.upper()})" if name in goals else "-",
-                   _met(goals[name]["met"]) if name in goals else "-"] for name, value in ratios.items()]
+                   goals[name].goal + f" ({here.upper()})" if name in goals else "-",
+                   _met(goals[name].met) if name in goals else "-"] for name, value in peers.speed_ratios.items()]
     verdict = ("The project's implementation is at least as fast as every peer in both phases."
-               if peers["own_at_least_as_fast"] else
+               if peers.own_at_least_as_fast else
                "**The project's implementation is slower than a peer in at least one phase** (ratio below 1 above).")
-    compiled = peers.get("compile_seconds") or {}
-    if compiled:
+    if peers.compile_seconds:
         verdict += (" torch.compile's first calls, which trace and compile and are not in the timings above: "
-                    + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in compiled.items()) + ".")
-    for name, reason in (peers.get("unavailable") or {}).items():
+                    + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in peers.compile_seconds.items()) + ".")
+    for name, reason in peers.unavailable.items():
         verdict += f" Not measured: {PEER_NAMES.get(name, name)} ({reason})."
     return ["## Peers (same weights, same function, measured in this run)", "",
-            f"Batch {peers['batch_size']}, {peers['repeats']} repeats. All implementations are timed in alternation, "
+            f"Batch {peers.batch_size}, {peers.repeats} repeats. All implementations are timed in alternation, "
             "repeat by repeat (a run of its own, apart from the batch sweep above); a ratio is the geometric mean "
             "over repeats of peer time ÷ own time (above 1: ours is faster), with a 95% bootstrap interval over the "
             "repeats. The per-sample loop wraps the cube itself, so only the conv3d and eager references, code of "
@@ -354,70 +375,67 @@ def _peer_section(peers: dict[str, Any], targets: list[dict[str, Any]], device: 
             verdict, "", *_targets_section(targets)]
 
 
-def _targets_section(targets: list[dict[str, Any]]) -> list[str]:
+def _targets_section(targets: list[SpeedTarget]) -> list[str]:
     """Issue 6's targets, each with the device it is set for; the other device's read 'not measured here'."""
-    def value(t: dict[str, Any]) -> Any:
-        return t["note"] if t["value"] is None else t["value"]
-
-    rows = [[t["target"], t["device"].upper(), t["goal"], value(t), _met(t["met"])] for t in targets]
+    rows = [[t.target, t.device.upper(), t.goal, t.note if t.value is None else t.value, _met(t.met)] for t in targets]
     return ["### Targets (issue 6)", "",
             "Speed targets of the project's cube: training (forward + cosine loss + backward + AdamW step) against "
             "the eager reference above, and on a GPU absolute figures from the batch sweep.", "",
             _table(["target", "device", "goal", "measured", "met"], rows), ""]
 
 
-def _roofline_section(lines: dict[str, Any], device: str) -> list[str]:
-    rows = [[phase, f"{v['flops_per_sample'] / 1e6:.1f}", f"{v['bytes_per_sample'] / 2**20:.2f}",
-             f"{v['arithmetic_intensity']:.2f}", f"{v['achieved_flops'] / 1e9:.2f}", f"{v['peak_matmul_flops'] / 1e9:.1f}",
-             f"{v['copy_bandwidth_bytes'] / 1e9:.1f}", f"{v['roofline_bound_flops'] / 1e9:.1f} ({v['bound_by']})",
-             f"{100 * v['fraction_of_peak']:.2f}%", f"{100 * v['fraction_of_roofline']:.1f}%"]
-            for phase, v in lines.items() if phase != "batch_size"]
-    forward = lines["forward"]
+def _roofline_section(lines: Roofline, device: str) -> list[str]:
+    rows = [[phase, f"{v.flops_per_sample / 1e6:.1f}", f"{v.bytes_per_sample / 2**20:.2f}",
+             f"{v.arithmetic_intensity:.2f}", f"{v.achieved_flops / 1e9:.2f}", f"{v.peak_matmul_flops / 1e9:.1f}",
+             f"{v.copy_bandwidth_bytes / 1e9:.1f}", f"{v.roofline_bound_flops / 1e9:.1f} ({v.bound_by})",
+             f"{100 * v.fraction_of_peak:.2f}%", f"{100 * v.fraction_of_roofline:.1f}%"]
+            for phase, v in (("forward", lines.forward), ("train", lines.train))]
+    forward = lines.forward
     return ["## Roofline", "",
             f"Analytic FLOPs and bytes per sample (cell rule over all cells and steps; bytes as the project's "
             f"propagation moves them; training = 3x forward), against peaks measured on {device} in this run "
-            f"(dense float32 matmul, large tensor copy), at batch {lines['batch_size']}.", "",
+            f"(dense float32 matmul, large tensor copy), at batch {lines.batch_size}.", "",
             _table(["phase", "MFLOP/sample", "MiB/sample", "FLOP/byte", "achieved GFLOP/s", "peak matmul GFLOP/s",
                     "copy GB/s", "roofline bound GFLOP/s", "of peak", "of roofline"], rows), "",
-            f"Roofline: at {forward['arithmetic_intensity']:.2f} FLOP/byte the cube is {forward['bound_by']}-bound here; "
-            f"forward achieves {100 * forward['fraction_of_peak']:.2f}% of the measured matmul peak and "
-            f"{100 * forward['fraction_of_roofline']:.1f}% of its roofline bound.", ""]
+            f"Roofline: at {forward.arithmetic_intensity:.2f} FLOP/byte the cube is {forward.bound_by}-bound here; "
+            f"forward achieves {100 * forward.fraction_of_peak:.2f}% of the measured matmul peak and "
+            f"{100 * forward.fraction_of_roofline:.1f}% of its roofline bound.", ""]
 
 
-def _scaling_section(scaling: dict[str, Any]) -> list[str]:
+def _scaling_section(scaling: Scaling) -> list[str]:
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
-    side = scaling["by_side"]
-    on_gpu = "cuda_peak_increase_mib_per_sample" in side["rows"][0]
+    side = scaling.by_side
+    on_gpu = side.rows[0].cuda_peak_increase_mib_per_sample is not None
     header = ["lattice", "cells", "steps", "checkpointing", "ms/sample", "saved for backward MiB/sample"]
     header += ["CUDA peak allocated MiB/sample"] if on_gpu else []
 
-    def rows(block: list[dict[str, Any]]) -> list[list[Any]]:
-        return [["x".join(map(str, r["lattice"])), r["cells"], r["steps"], "on" if r["activation_checkpointing"] else "off",
-                 f"{r['ms_per_sample']:.3f}", f"{r['saved_mib_per_sample']:.3f}"]
-                + ([f"{r['cuda_peak_increase_mib_per_sample']:.3f}"] if on_gpu else []) for r in block]
+    def rows(block: list[ScalingRow]) -> list[list[Any]]:
+        return [["x".join(map(str, r.lattice)), r.cells, r.steps, "on" if r.activation_checkpointing else "off",
+                 f"{r.ms_per_sample:.3f}", f"{r.saved_mib_per_sample:.3f}"]
+                + ([f"{r.cuda_peak_increase_mib_per_sample:.3f}"] if on_gpu else []) for r in block]
 
     def exponents(fits: dict[str, float | None]) -> str:
         text = f"time {fmt(fits['time'])}, saved memory {fmt(fits['saved_memory'])}"
         return text + (f", CUDA peak memory {fmt(fits['cuda_peak_memory'])}" if "cuda_peak_memory" in fits else "")
 
     out = ["## Scaling", "",
-           f"A training forward + backward of the bare lattice at batch {scaling['batch_size']}, per sample. "
+           f"A training forward + backward of the bare lattice at batch {scaling.batch_size}, per sample. "
            "Exponents are least-squares slopes on log-log axes (time or memory ~ x^exponent). "
            "'Saved for backward' counts every tensor autograd keeps for the backward pass (exact, the activation "
            "peak of a training step)" + ("; the CUDA column is the allocator's measured peak." if on_gpu else
                                          "; on CPU no per-configuration peak is measured, since the allocator keeps "
                                          "freed memory resident."), "",
-           "### Against lattice side", "", _table(header, rows(side["rows"])), "",
-           f"Fitted exponents against side: {exponents(side['exponent'])} (3 = linear in the number of cells, "
+           "### Against lattice side", "", _table(header, rows(side.rows)), "",
+           f"Fitted exponents against side: {exponents(side.exponent)} (3 = linear in the number of cells, "
            "which is side³).", "", "### Against propagation steps", ""]
     for name in ("plain", "checkpointed"):  # JSON keeps keys sorted; the report reads off before on
-        block = scaling["by_steps"][name]
+        block = scaling.by_steps[name]
         out += [f"Activation checkpointing {'on' if name == 'checkpointed' else 'off'}:", "",
-                _table(header, rows(block["rows"])), "", f"Fitted exponents against steps: {exponents(block['exponent'])}.",
+                _table(header, rows(block.rows)), "", f"Fitted exponents against steps: {exponents(block.exponent)}.",
                 ""]
-    flat = scaling["by_steps"]["checkpointed"]["exponent"]["saved_memory"]
+    flat = scaling.by_steps["checkpointed"].exponent["saved_memory"]
     out += [f"With checkpointing on, only the initial state is kept for backward and the states in between are "
             f"recomputed during it (bisection, at most a fixed number of states held at once), so saved memory "
             f"against steps has exponent {fmt(flat)} (0 = flat), paid for in time: about T log T recomputed steps "
@@ -429,19 +447,20 @@ RELIABILITY_KINDS = {"bad_input": ("bad inputs", "refused with a clear error, no
                      "fault": ("faults injected", "survived: nothing lost, resumed or rebuilt")}
 
 
-def _reliability_section(drills: dict[str, Any]) -> list[str]:
+def _reliability_section(drills: Reliability) -> list[str]:
     out = ["## Reliability (python -m harness reliability, run by this pipeline)", ""]
-    if not drills["run"]:
-        return out + [f"Drills not run in this pipeline run: {drills['reason']}.", ""]
+    if not drills.run:
+        return out + [f"Drills not run in this pipeline run: {drills.reason}.", ""]
+    kinds = {"bad_input": drills.bad_input, "fault": drills.fault}
     rows = []
     for kind, (tried, passed) in RELIABILITY_KINDS.items():
-        counts = drills[kind]
-        failed = ", ".join(counts["failed"]) or "none"
-        rows.append([tried, counts["tried"], f"{counts['passed']} {passed}", failed, len(counts["left_to_make_test"])])
-    out += [f"pytest `-m \"{drills['selection']}\"` over tests/, {drills['seconds']} s, exit code "
-            f"{drills['pytest_exit_code']}.", "",
+        counts = kinds[kind]
+        failed = ", ".join(counts.failed) or "none"
+        rows.append([tried, counts.tried, f"{counts.passed} {passed}", failed, len(counts.left_to_make_test)])
+    out += [f"pytest `-m \"{drills.selection}\"` over tests/, {drills.seconds} s, exit code "
+            f"{drills.pytest_exit_code}.", "",
             _table(["drill", "tried", "passed", "failed", "left to `make test` (slow)"], rows), ""]
-    slow = [n for kind in RELIABILITY_KINDS for n in drills[kind]["left_to_make_test"]]
+    slow = [n for kind in RELIABILITY_KINDS for n in kinds[kind].left_to_make_test]
     if slow:
         out += ["Not run by this stage (each runs whole nested pipelines; `make test` and CI run them): "
                 + ", ".join(f"`{n.split('::')[-1]}`" for n in slow) + ".", ""]

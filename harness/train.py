@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from cube import atomic
 from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.config import StageConfig
 from cube.device import choose_device, set_determinism
@@ -36,6 +35,7 @@ from cube.trainer import CubeTrainer
 from dvclive import Live
 from harness import paths
 from harness.config import Params
+from harness.results import TrainSummary, write_result
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,36 @@ def launch(params: Params, stage: str, params_path: Path, node_rank: int | None 
     return status
 
 
+def plotted_series(record: dict[str, Any], config: StageConfig) -> dict[str, Any]:
+    """An epoch's figures worth a curve in dvclive: not the epoch (the step is), nor a series this stage cannot
+    change (the learning rate without a schedule, the pairs used without a curriculum, the candidate count), nor a
+    loss part that is the whole loss."""
+    skip = {"epoch", "val/candidates"}
+    if config.scheduler == "none":
+        skip.add("lr")
+    if not config.curriculum:
+        skip.add("pairs_used")
+    parts = [key for key in record if key.startswith("loss/")]
+    if len(parts) == 1:
+        skip.update(parts)
+    return {key: value for key, value in record.items() if key not in skip}
+
+
+def prune_constant_series(folder: Path) -> list[Path]:
+    """Remove the curves of a finished stage that never moved (a validation recall@10 of 1 every epoch, say): a flat
+    line tells nothing a plot should show. The training loss is always kept; the removed files are returned."""
+    removed = []
+    for series in sorted(folder.rglob("*.tsv")):
+        values = {row.split("\t")[-1] for row in series.read_text(encoding="utf-8").splitlines()[1:]}
+        if len(values) <= 1 and series.name != "train_loss.tsv":
+            series.unlink()
+            removed.append(series)
+    for directory in sorted((d for d in folder.rglob("*") if d.is_dir()), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    return removed
+
+
 def run_stage(params: Params, stage: str, progress: bool = True, chain: Chain | None = None) -> dict[str, Any]:
     """Train one stage; writes its checkpoint, dvclive logs and ``metrics/train_<stage>.json``
     (or, for a repeat ``chain``, its checkpoint and summary in the chain's folder).
@@ -135,9 +165,8 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
         live = Live(dir=str(chain.dvclive / stage), dvcyaml=None, save_dvc_exp=False, report=None)
     with live or nullcontext():
         def log_epoch(record: dict[str, Any]) -> None:
-            for key, value in record.items():
-                if key != "epoch":
-                    live.log_metric(key, value)
+            for key, value in plotted_series(record, config).items():
+                live.log_metric(key, value)
             live.next_step()
 
         trainer = CubeTrainer(
@@ -147,6 +176,8 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
             progress=progress and world.is_main, world=world,
         )
         result = trainer.fit()
+    if live is not None:
+        prune_constant_series(Path(live.plots_dir) / "metrics")
 
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     summary = {
@@ -170,7 +201,7 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
         "world_size": world.world_size,
     }
     if world.is_main:
-        atomic.write_json(chain.summary(stage), summary)
+        write_result(chain.summary(stage), summary, TrainSummary)
     return summary
 
 

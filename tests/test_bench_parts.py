@@ -10,7 +10,8 @@ from cube.lattice import CubeLattice
 from harness.bench import issue_targets
 from harness.doctor import diagnose, format_report
 from harness.nvml import nvml_memory
-from harness.report import _peer_section
+from harness.report import peer_section
+from harness.results import Peers, SpeedTarget
 from harness.roofline import roofline
 from harness.scaling import fitted_exponent
 from harness.trackers import percentile, saved_activation_bytes, summarise_latency, time_interleaved
@@ -112,7 +113,8 @@ def test_issue_targets_are_judged_on_their_own_device_and_left_unmeasured_on_the
 
 def test_report_shows_the_ratio_targets_next_to_the_ratios():
     bench = fake_bench("cpu", 1.7, [])
-    text = "\n".join(_peer_section(bench["peers"], issue_targets(bench), "cpu"))
+    targets = [SpeedTarget.model_validate(t) for t in issue_targets(bench)]
+    text = "\n".join(peer_section(Peers.model_validate(bench["peers"]), targets, "cpu"))
     assert "| train own vs eager reference | 1.70 | [1.61, 1.78] | ≥ 1.5x (CPU) | **yes** |" in text
     assert "| forward own vs eager reference | 2.00 | [1.90, 2.10] | - | - |" in text
     assert "| train samples/s at batch 8192 | CUDA | ≥ 150,000 | not measured here (CPU run) | n/a |" in text

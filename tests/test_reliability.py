@@ -13,6 +13,7 @@ from harness import paths
 from harness.config import Params, ReliabilityConfig
 from harness.gate import reliability_checks
 from harness.reliability import run_drills
+from harness.results import SCHEMA_VERSION
 
 DRILLS = '''
 import pytest
@@ -60,7 +61,7 @@ def test_counts_passes_failures_and_what_is_left_to_make_test(drill_folder, para
     assert [n.split("::")[-1] for n in result["bad_input"]["failed"]] == ["test_not_refused"]
     assert result["fault"]["tried"] == 1 and result["fault"]["passed"] == 1
     assert [n.split("::")[-1] for n in result["fault"]["left_to_make_test"]] == ["test_nested_pipeline"]
-    assert json.loads(paths.RELIABILITY_METRICS.read_text()) == result
+    assert json.loads(paths.RELIABILITY_METRICS.read_text()) == result | {"schema_version": SCHEMA_VERSION}
     failing = [c.metric for c in reliability_checks() if c.failed]
     assert failing == ["reliability.bad_input.failed"]
 

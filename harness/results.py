@@ -1,0 +1,406 @@
+"""What each stage hands on, as typed results with a schema version: written by ``write_result`` and read by
+``read_result``, the one place that turns them into JSON and back. Every file is checked against its schema on
+the way out and on the way in, so a stage that drops or renames a figure fails where it writes, and the report
+reads attributes, never dictionary keys.
+
+The files keep the layout ``dvc exp show`` and the gate read: sorted keys, the measures as plain numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cube import atomic
+
+SCHEMA_VERSION = 1
+Number = int | float  # a figure as measured: kept int or float as written, so files round-trip unchanged
+
+
+class SchemaError(ValueError):
+    """A result file that does not match its schema: written by another version of the code, or damaged."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Result(Strict):
+    """A stage's output file; ``schema_version`` says which layout it has."""
+
+    schema_version: int = SCHEMA_VERSION
+
+
+R = TypeVar("R", bound=Result)
+
+
+# ---------------------------------------------------------------- data
+
+
+class TeacherCard(Strict):
+    name: str
+    width: int
+    pooling: str
+    dtype: str
+    weight: Number
+    pair_agreement: Number
+    truncated: int
+    weights_sha256: str
+
+
+class DataCard(Strict):
+    """``data/embedded/card.json``: where the pairs came from, how they were split, which teachers embedded them."""
+
+    source: str
+    raw_pairs: int
+    duplicates_dropped: int
+    empty_dropped: int
+    pairs: dict[str, int]
+    question_groups: dict[str, int]
+    distinct_answers: dict[str, int]
+    autoencoder_sentences: int
+    sentences: int
+    dim: int
+    teachers: list[TeacherCard]
+
+
+# ---------------------------------------------------------------- training
+
+
+class TrainSummary(Result):
+    """``metrics/train_<stage>.json``."""
+
+    stage: str
+    seed: int
+    initialised_from: str
+    epochs_run: int
+    best_epoch: int
+    monitor: str
+    best_value: Number
+    final_train_loss: Number | None
+    val: dict[str, Number]  # the validation figures of the weights the stage kept
+    no_change: bool  # no epoch beat the starting point: the stage kept the map it started from
+    stopped_early: bool
+    resumed_from_epoch: int | None
+    wall_seconds: Number
+    parameters: int
+    device: str
+    device_reason: str
+    world_size: int
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class Scores(Strict):
+    """One model's figures on one split."""
+
+    cosine: Number
+    recall_at_1: Number = Field(alias="recall@1")
+    recall_at_5: Number = Field(alias="recall@5")
+    recall_at_10: Number = Field(alias="recall@10")
+    mrr: Number
+    hubness: Number
+    candidates: int
+
+    def measure(self, name: str) -> Number:
+        return self.model_dump(by_alias=True)[name]
+
+
+class StageScores(Strict):
+    val: Scores
+    test: Scores
+    parameters: int
+    best_epoch: int
+    no_change: bool
+
+
+class BaselineScores(Strict):
+    val: Scores
+    test: Scores
+    parameters: int
+    tuning: str
+    note: str = ""
+    stages: dict[str, Any] = {}  # the trainable baselines' training summaries, by stage
+
+
+class MeanStd(Strict):
+    mean: Number
+    std: Number
+
+
+class ModelSummary(Strict):
+    """Mean ± sample standard deviation over seeds, per split and measure."""
+
+    group: str  # "stages" or "baselines"
+    parameters: int
+    val: dict[str, MeanStd]
+    test: dict[str, MeanStd]
+    tuning: str = ""
+    no_change_in: list[str] = []
+
+
+class SeedSummary(Strict):
+    seeds: list[int]
+    models: dict[str, ModelSummary]
+
+
+class Comparison(Strict):
+    """One paired difference, as ``harness.paired.PairedDifference.to_dict`` writes it."""
+
+    measure: str
+    mean: Number
+    low: Number
+    high: Number
+    standard_error: Number
+    detectable: Number
+    pairs: int
+    seeds: int
+    confidence: Number
+    verdict: str
+
+
+class Target(Strict):
+    required: dict[str, list[str]]
+    missed: list[str]
+
+
+class Evaluation(Result):
+    """``metrics/evaluate.json``: every stage and baseline on the test split, seed by seed summarised, and the chosen
+    stage's paired comparisons with each baseline."""
+
+    stages: dict[str, StageScores]
+    baselines: dict[str, BaselineScores]
+    test_pairs: int
+    test_candidates: int
+    resplit: bool
+    summary: SeedSummary
+    chosen_stage: str
+    comparisons: dict[str, dict[str, Comparison]]
+    target: Target
+
+
+# ---------------------------------------------------------------- bench
+
+
+class Latency(Strict):
+    samples_per_s: Number
+    samples_per_s_min: Number
+    samples_per_s_max: Number
+    latency_ms_mean: Number
+    latency_ms_p50: Number
+    latency_ms_p90: Number
+    latency_ms_p99: Number
+
+
+class BenchRow(Latency):
+    phase: str
+    batch_size: int
+    nvml: str
+    host_peak_increase_mib: Number | None = None  # CPU runs
+    cuda_max_allocated_mib: Number | None = None  # CUDA runs
+    cuda_max_reserved_mib: Number | None = None
+    nvml_used_mib: Number | None = None
+    nvml_total_mib: Number | None = None
+
+
+class PeerRow(Latency):
+    implementation: str
+    phase: str
+    batch_size: int
+
+
+class Ratio(Strict):
+    ratio: Number
+    low: Number
+    high: Number
+    repeats: int
+
+
+class Peers(Strict):
+    batch_size: int
+    repeats: int
+    rows: list[PeerRow]
+    speed_ratios: dict[str, Ratio]
+    compile_seconds: dict[str, Number] = {}
+    unavailable: dict[str, str] = {}
+    own_at_least_as_fast: bool
+
+
+class WorkPerSample(Strict):
+    counted_flops_forward: Number
+    counted_flops_train: Number
+    saved_bytes_train: Number
+
+
+class RooflineLine(Strict):
+    flops_per_sample: Number
+    bytes_per_sample: Number
+    arithmetic_intensity: Number
+    achieved_flops: Number
+    peak_matmul_flops: Number
+    copy_bandwidth_bytes: Number
+    roofline_bound_flops: Number
+    bound_by: str
+    fraction_of_peak: Number
+    fraction_of_roofline: Number
+
+
+class Roofline(Strict):
+    batch_size: int
+    forward: RooflineLine
+    train: RooflineLine
+
+
+class ScalingRow(Strict):
+    lattice: list[int]
+    side: int | None = None
+    cells: int
+    steps: int
+    batch_size: int
+    activation_checkpointing: bool
+    ms_per_sample: Number
+    saved_mib_per_sample: Number
+    cuda_peak_increase_mib_per_sample: Number | None = None
+
+
+class ScalingBlock(Strict):
+    rows: list[ScalingRow]
+    exponent: dict[str, Number | None]
+
+
+class Scaling(Strict):
+    batch_size: int
+    by_side: ScalingBlock
+    by_steps: dict[str, ScalingBlock]  # "plain" and "checkpointed"
+
+
+class SpeedTarget(Strict):
+    target: str
+    device: str
+    goal: str
+    value: Number | None
+    met: bool | None
+    note: str = ""
+
+
+class GpuFound(Strict):
+    index: int
+    name: str
+    capability: str
+    supported_by_build: bool
+    problem: str | None = None
+
+
+class NvmlFound(Strict):
+    status: str
+    driver: str | None = None
+    devices: list[dict[str, Any]] = []
+
+
+class CpuFound(Strict):
+    model: str
+    logical_cpus: int
+    torch_threads: int
+    memory_total_gib: Number
+
+
+class Doctor(Strict):
+    """What ``python -m harness doctor`` found (``metrics/doctor.json``, and inside the bench result)."""
+
+    torch: str
+    build_cuda: str | None
+    arch_list: list[str]
+    gpus: list[GpuFound]
+    nvml: NvmlFound
+    cpu: CpuFound
+    requested_device: str
+    chosen_device: str
+    reason: str
+
+
+class Bench(Result):
+    """``metrics/bench.json``: speed, memory, peers, roofline and scaling, all measured in one run."""
+
+    device: str
+    device_reason: str
+    doctor: Doctor
+    dim: int
+    lattice: list[int]
+    steps: int
+    parameters: int
+    flops_per_sample_forward: Number
+    bytes_per_sample_forward: Number
+    warmup: int
+    repeats: int
+    rows: list[BenchRow]
+    peers: Peers
+    work_per_sample: WorkPerSample
+    roofline: Roofline
+    scaling: Scaling
+    peak_rss_mib: Number
+    targets: list[SpeedTarget]
+
+
+# ---------------------------------------------------------------- reliability
+
+
+class DrillCounts(Strict):
+    tried: int
+    passed: int
+    failed: list[str]
+    skipped: int
+    left_to_make_test: list[str]
+
+
+class Reliability(Result):
+    """``metrics/reliability.json``: the bad-input table and the fault drills, run against this code."""
+
+    run: bool
+    reason: str = ""  # why not run
+    selection: str = ""
+    pytest_exit_code: int | None = None
+    seconds: Number | None = None
+    bad_input: DrillCounts | None = None
+    fault: DrillCounts | None = None
+
+
+# ---------------------------------------------------------------- reading and writing
+
+
+def write_result(path: Path, result: R | dict[str, Any], kind: type[R]) -> R:
+    """Check ``result`` against ``kind``'s schema and write it atomically as sorted JSON; returns the typed result."""
+    if isinstance(result, dict):
+        result = _validate(kind, {"schema_version": SCHEMA_VERSION, **result}, f"{path} (being written)")
+    # the fields given, no defaults added: a CPU run's rows keep no CUDA columns
+    atomic.write_json(path, result.model_dump(mode="json", by_alias=True, exclude_unset=True) | {
+        "schema_version": result.schema_version})
+    return result
+
+
+def read_result(path: Path, kind: type[R]) -> R:
+    """A stage's output, typed; a missing file names the stage to run, a file of another layout says so."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run the stage that writes it first (dvc repro)")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if issubclass(kind, Result) and raw.get("schema_version") != SCHEMA_VERSION:
+        raise SchemaError(f"{path} has schema version {raw.get('schema_version')!r}, this code reads "
+                          f"{SCHEMA_VERSION}: run the stage that writes it again (dvc repro)")
+    return _validate(kind, raw, str(path))
+
+
+def read_card(path: Path) -> DataCard:
+    """The data card the datasets stage writes beside the embeddings (``data/embedded/card.json``)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run the datasets stage first (dvc repro datasets)")
+    return _validate(DataCard, json.loads(path.read_text(encoding="utf-8")), str(path))
+
+
+def _validate(kind: type[R], raw: Any, where: str) -> R:
+    try:
+        return kind.model_validate(raw)
+    except ValidationError as error:
+        raise SchemaError(f"{where} does not match the {kind.__name__} schema: {error}") from None
