@@ -53,11 +53,19 @@ class DeviceChoice:
     reason: str
 
 
+def compiled_arch_list() -> tuple[str, ...]:
+    """The architectures this torch build carries code for, read from the build itself, so it is known without a
+    GPU or driver too (``torch.cuda.get_arch_list()`` answers only when CUDA is usable); empty for a CPU build."""
+    flags = getattr(torch._C, "_cuda_getArchFlags", lambda: None)()
+    if flags:
+        return tuple(flags.split())
+    return tuple(torch.cuda.get_arch_list()) if torch.cuda.is_available() else ()
+
+
 def probe_cuda() -> CudaProbe:
     gpus: tuple[GpuInfo, ...] = ()
-    arch: tuple[str, ...] = ()
+    arch = compiled_arch_list() if torch.version.cuda else ()
     if torch.cuda.is_available():
-        arch = tuple(torch.cuda.get_arch_list())
         gpus = tuple(
             GpuInfo(i, torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i)))  # type: ignore[arg-type]
             for i in range(torch.cuda.device_count())

@@ -56,9 +56,9 @@ def installed_arch_list() -> tuple[tuple[str, ...], str]:
     """The installed torch's compiled arch list and a one-line description of the build."""
     import torch
 
-    flags = getattr(torch._C, "_cuda_getArchFlags", lambda: None)()  # compile-time list; no GPU needed
-    arch = tuple(flags.split()) if flags else tuple(torch.cuda.get_arch_list())
-    return arch, f"torch {torch.__version__} (CUDA {torch.version.cuda})"
+    from cube.device import compiled_arch_list  # the doctor's reading of the same build
+
+    return compiled_arch_list(), f"torch {torch.__version__} (CUDA {torch.version.cuda})"
 
 
 ARCH_FLAGS = re.compile(rb"(?:(?:sm|compute)_\d+[af]? )*(?:sm|compute)_\d+[af]?")

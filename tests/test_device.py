@@ -108,3 +108,17 @@ def test_deterministic_gpu_training_repeats_bit_for_bit():
     finally:
         set_determinism(False)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_the_doctor_reads_a_cuda_builds_arch_list_without_a_gpu(monkeypatch):
+    """A CUDA build on a machine without a GPU (the CUDA image here): the arch list still comes from the build, so
+    the doctor can say it has sm_120, and auto falls back to the CPU with the reason."""
+    from cube.device import choose_device, probe_cuda
+
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch._C, "_cuda_getArchFlags", lambda: "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    probe = probe_cuda()
+    assert probe.arch_list == ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120") and probe.gpus == ()
+    choice = choose_device("auto", probe)
+    assert choice.device == torch.device("cpu") and "no CUDA GPU visible" in choice.reason
