@@ -360,7 +360,8 @@ def peer_section(peers: Peers, targets: list[SpeedTarget], device: str) -> list[
                if peers.own_at_least_as_fast else
                "**The project's implementation is slower than a peer in at least one phase** (ratio below 1 above).")
     if peers.compile_seconds:
-        verdict += (" torch.compile's first calls, which trace and compile and are not in the timings above: "
+        verdict += (" torch.compile's first calls, which trace and compile (with its caches off, as on a first run) "
+                    "and are not in the timings above: "
                     + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in peers.compile_seconds.items()) + ".")
     for name, reason in peers.unavailable.items():
         verdict += f" Not measured: {PEER_NAMES.get(name, name)} ({reason})."
