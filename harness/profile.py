@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "profiles" / "tiny.yaml"
 RESULTS = ("reports/", "metrics/", "dvclive/", "dvc.lock")  # outputs of the default run, rebuilt in the clone
 
+
 def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """``changes`` laid over ``base``, nested mappings merged key by key."""
     for key, value in changes.items():
@@ -59,7 +60,7 @@ def make_workspace(dest: Path, overlay: Path = TINY, source: Path = ROOT) -> Pat
     run(["git", "init", "-q"], dest)
     run(["make", "git-identity"], dest)
     run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-qm", "tiny profile"], dest)
+    run(["git", "commit", "-qm", f"profile {overlay.stem}"], dest)
     return dest
 
 

@@ -2,8 +2,9 @@
 
     python scripts/gpu_check.py [--out reports/gpu] [--device cuda]      (make gpu-check)
 
-On one NVIDIA GPU (an H100 or H200: about 5 minutes) with the project installed (`make setup` with a CUDA build of
-torch, e.g. `make setup TORCH_VERSION=2.13.0` from PyPI's default index), in order, each step's output kept:
+On one NVIDIA GPU (sized for well under 8 minutes on an H100 or H200; not yet run on one) with the project
+installed (`make setup` with a CUDA build of torch, e.g. PyPI's default torch 2.13.0), in order, each step's
+output kept:
 
 1. the device doctor (build arch list, GPUs, the device chosen and why);
 2. the tiny profile's pipeline (profiles/tiny.yaml) by `dvc repro` on the GPU: training, evaluation, and the bench,
