@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -55,23 +57,6 @@ def diversity_penalty(pred: torch.Tensor) -> torch.Tensor:
     return off_diagonal / (len(pred) * (len(pred) - 1))
 
 
-def stage_loss(pred: torch.Tensor, target: torch.Tensor, config: StageConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """The stage's weighted loss mix; returns the total and each weighted part."""
-    parts: dict[str, torch.Tensor] = {}
-    if config.cosine_weight:
-        parts["cosine"] = config.cosine_weight * cosine_loss(pred, target)
-    if config.mse_weight:
-        parts["mse"] = config.mse_weight * mse_loss(pred, target)
-    if config.infonce_weight:
-        parts["infonce"] = config.infonce_weight * infonce_loss(pred, target, config.infonce_temperature)
-    if config.triplet_weight:
-        parts["triplet"] = config.triplet_weight * triplet_loss(pred, target, config.triplet_margin)
-    if config.diversity_weight:
-        parts["diversity"] = config.diversity_weight * diversity_penalty(pred)
-    total = torch.stack(list(parts.values())).sum()
-    return total, {name: float(value.detach()) for name, value in parts.items()}
-
-
 def curriculum_subset(difficulty: torch.Tensor, epoch: int, config: StageConfig) -> torch.Tensor:
     """Indices of the pairs used in ``epoch`` (0-based): the easiest fraction, growing to all.
 
@@ -85,30 +70,31 @@ def curriculum_subset(difficulty: torch.Tensor, epoch: int, config: StageConfig)
     return torch.argsort(difficulty, stable=True)[:count]
 
 
-# ---------------------------------------------------------------- data-parallel shards
+def _identity(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
-def sharded_stage_loss(
-    pred: torch.Tensor, target: torch.Tensor, rows: slice, config: StageConfig, world_size: int,
-    all_reduce_sum,  # noqa: ANN001 - (tensor) -> tensor, summed over the ranks in place
+def stage_loss(
+    pred: torch.Tensor, target: torch.Tensor, config: StageConfig, rows: slice | None = None, world_size: int = 1,
+    all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = _identity,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """This rank's share of ``stage_loss`` of a global batch split over ``world_size`` processes.
+    """The stage's weighted loss mix over a global batch; returns this process's total and weighted parts.
 
-    ``target`` is the whole global batch's targets (N rows, every rank holds them); ``pred`` holds the
-    model's outputs for ``target[rows]`` (one ignored row when ``rows`` is empty: a rank must still run
-    forward and backward). Each part is normalised by the global batch, so the ranks' parts add up to
-    the single-process value of every loss, in-batch negatives included: InfoNCE and the triplet take
-    their negatives from all N targets, and the diversity penalty, which couples predictions across
-    ranks, uses the sum of all N normalised predictions (one all-reduce of a D-vector). Its local part
-    has the single-process gradient. Backward on ``world_size * total`` then gives, after DDP averages
-    the ranks' gradients, the single-process gradient up to the order of float additions.
-    Returns the local total and the local (weighted) parts; sum both over the ranks for the values.
+    ``target`` is the whole global batch's targets (N rows, every process holds them); ``pred`` holds the model's
+    outputs for ``target[rows]`` (all N in one process, the default; one ignored row when ``rows`` is empty: a rank
+    must still run forward and backward). Each part is normalised by the global batch, so the processes' parts add
+    up to the one-process value of every loss, in-batch negatives included: InfoNCE and the triplet take their
+    negatives from all N targets, and the diversity penalty, which couples predictions across processes, uses the
+    sum of all N normalised predictions (``all_reduce_sum`` of a D-vector). Backward on ``world_size * total`` then
+    gives, after DDP averages the gradients, the one-process gradient up to the order of float additions. Sum the
+    total and the parts over the processes for their values.
     """
     n = len(target)
+    rows = rows if rows is not None else slice(0, n)
     count = rows.stop - rows.start
     local_pred = pred[:count]
     local_target = target[rows]
-    zero = pred.sum() * 0.0  # keeps every parameter in the graph when this rank holds no rows
+    zero = pred.sum() * 0.0  # keeps every parameter in the graph when this process holds no rows
     parts: dict[str, torch.Tensor] = {}
     if config.cosine_weight:
         term = (1.0 - F.cosine_similarity(local_pred, local_target, dim=-1)).sum() / n
@@ -136,14 +122,20 @@ def sharded_stage_loss(
             term = F.relu(config.triplet_margin - positive[valid] + hardest[valid]).sum() / valid_total
         parts["triplet"] = config.triplet_weight * (term + zero)
     if config.diversity_weight:
-        unit = F.normalize(local_pred, dim=-1)
-        local_sum = unit.sum(dim=0)
-        total_sum = all_reduce_sum(local_sum.detach().clone())  # every rank calls this, rows or not
-        term = zero
-        if n >= 2:
-            # D = (|S|^2 - sum_i |u_i|^2) / (N(N-1)); this part sums to D over the ranks, gradient (2S - 2u_i)/(N(N-1))
-            term = (2.0 * total_sum @ local_sum - total_sum @ total_sum / world_size
-                    - unit.pow(2).sum()) / (n * (n - 1)) + zero
-        parts["diversity"] = config.diversity_weight * term
+        parts["diversity"] = config.diversity_weight * _diversity_share(local_pred, n, world_size, all_reduce_sum, zero)
     total = torch.stack(list(parts.values())).sum()
     return total, parts
+
+
+def _diversity_share(local_pred: torch.Tensor, n: int, world_size: int,
+                     all_reduce_sum: Callable[[torch.Tensor], torch.Tensor], zero: torch.Tensor) -> torch.Tensor:
+    """This process's share of ``diversity_penalty`` of the global batch: in one process the penalty itself."""
+    if world_size == 1:
+        return diversity_penalty(local_pred)
+    unit = F.normalize(local_pred, dim=-1)
+    local_sum = unit.sum(dim=0)
+    total_sum = all_reduce_sum(local_sum.detach().clone())  # every rank calls this, rows or not
+    if n < 2:
+        return zero
+    # D = (|S|^2 - sum_i |u_i|^2) / (N(N-1)); this share sums to D over the ranks, gradient (2S - 2u_i)/(N(N-1))
+    return (2.0 * total_sum @ local_sum - total_sum @ total_sum / world_size - unit.pow(2).sum()) / (n * (n - 1)) + zero

@@ -31,7 +31,7 @@ from cube.device import OutOfDeviceMemory, out_of_memory_message
 from cube.digest import json_digest
 from cube.distributed import World, rank_seed
 from cube.embedded import EmbeddedData
-from cube.losses import curriculum_subset, sharded_stage_loss, stage_loss
+from cube.losses import curriculum_subset, stage_loss
 from cube.processor import EmbeddingProcessor, Mode
 
 log = logging.getLogger(__name__)
@@ -262,29 +262,21 @@ class CubeTrainer:
         self.optimizer.step()
 
     def _step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, dict]:
-        """Forward, loss, backward and optimizer step on one batch."""
-        with self._autocast():
-            loss, parts = stage_loss(self.model(inputs).float(), targets, self.config)
-        self._check_finite(loss, epoch, step)
-        self._update(loss)
-        return loss, parts
-
-    def _sharded_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, dict]:
-        """``_step`` of one global batch (``inputs``, ``targets``: all of it) with this rank's share of the rows.
-
-        The loss value, its parts and the NaN check are the global batch's, the same on every rank.
-        """
+        """Forward, loss, backward and optimizer step on one global batch (``inputs``, ``targets``: all of it), with
+        this process's share of the rows (all of them in one process). The loss value, its parts and the NaN check
+        are the global batch's, the same in every process."""
         world = self.world
         rows = world.shard(len(targets))
         local = inputs[rows] if rows.stop > rows.start else inputs[:1]  # no rows: one ignored row, weight 0
         with self._autocast():
-            pred = self.ddp(local.to(self.device)).float()
-            total, parts = sharded_stage_loss(pred, targets.to(self.device), rows, self.config, world.world_size,
-                                              world.all_reduce_sum)
+            model = self.ddp if self.ddp is not None else self.model
+            pred = model(local.to(self.device)).float()
+            total, parts = stage_loss(pred, targets.to(self.device), self.config, rows, world.world_size,
+                                      world.all_reduce_sum)
         values = world.all_reduce_sum(torch.stack([total.detach(), *(p.detach() for p in parts.values())]))
         loss = values[0]
-        self._check_finite(loss, epoch, step)  # the same global value on every rank: all stop together
-        self._update(total * world.world_size)  # DDP averages gradients over the ranks; the parts were sums
+        self._check_finite(loss, epoch, step)  # the same global value in every process: all stop together
+        self._update(total * world.world_size)  # DDP averages gradients over the processes; the parts were sums
         return loss, {name: float(value) for name, value in zip(parts, values[1:])}
 
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float], int]:
@@ -299,10 +291,7 @@ class CubeTrainer:
             inputs = self.corrupt(self.inputs[batch], generator)
             targets = self.targets[batch]
             try:
-                if self.ddp is not None:
-                    loss, parts = self._sharded_step(inputs, targets, epoch, step)
-                else:
-                    loss, parts = self._step(inputs.to(self.device), targets.to(self.device), epoch, step)
+                loss, parts = self._step(inputs, targets, epoch, step)
             except torch.OutOfMemoryError:
                 raise OutOfDeviceMemory(out_of_memory_message(
                     f"stage {self.stage!r}, epoch {epoch + 1}, step {step + 1}", self.config.batch_size, self.device,

@@ -23,7 +23,7 @@ import yaml
 from cube.config import ConfigError, StageConfig
 from cube.device import DeviceError
 from cube.distributed import World, launch_command, process_group, resolve_backend
-from cube.losses import sharded_stage_loss, stage_loss
+from cube.losses import stage_loss
 from cube.trainer import CubeTrainer
 from harness.config import load_params, params_from_dict
 from harness.profile import merge
@@ -146,8 +146,9 @@ def test_shards_of_every_loss_add_up_to_the_single_process_loss_and_gradient(row
     targets = torch.randn(rows, 16, dtype=torch.float64)
     targets[3 % rows] = targets[0]  # a duplicate target: masked as a negative
     weight = torch.randn(16, 16, dtype=torch.float64, requires_grad=True)
-    loss, parts = stage_loss(inputs @ weight, targets, config)
+    loss, parts = stage_loss(inputs @ weight, targets, config)  # one process: the whole batch
     (expected_grad,) = torch.autograd.grad(loss, weight)
+    parts = {name: float(value.detach()) for name, value in parts.items()}
 
     worlds = [World(rank, world_size) for rank in range(world_size)]
     assert sum(w.shard(rows).stop - w.shard(rows).start for w in worlds) == rows
@@ -156,8 +157,8 @@ def test_shards_of_every_loss_add_up_to_the_single_process_loss_and_gradient(row
     for world in worlds:
         share = world.shard(rows)
         local = inputs[share] if share.stop > share.start else inputs[:1]
-        local_total, local_parts = sharded_stage_loss(local @ weight, targets, share, config, world_size,
-                                                      lambda _: unit_sum.clone())
+        local_total, local_parts = stage_loss(local @ weight, targets, config, share, world_size,
+                                              lambda _: unit_sum.clone())
         (local_grad,) = torch.autograd.grad(local_total * world_size, weight)
         grad += local_grad / world_size  # what DDP's average does
         total += float(local_total.detach())

@@ -8,6 +8,7 @@ from cube.losses import (
     curriculum_subset,
     diversity_penalty,
     infonce_loss,
+    mse_loss,
     stage_loss,
     triplet_loss,
 )
@@ -49,7 +50,20 @@ def test_stage_loss_mixes_only_the_weighted_parts():
                          diversity_weight=0.1)
     total, parts = stage_loss(unit(8, seed=1), unit(8, seed=2), config)
     assert set(parts) == {"cosine", "mse", "triplet", "diversity"}
-    assert total.item() == pytest.approx(sum(parts.values()), rel=1e-5)
+    assert total.item() == pytest.approx(sum(float(p) for p in parts.values()), rel=1e-5)
+
+
+def test_each_part_of_the_stage_loss_is_its_plain_definition_times_its_weight():
+    pred, target = unit(12, seed=3), unit(12, seed=4)
+    target[5] = target[0]  # a duplicate target, masked as a negative by InfoNCE and the triplet
+    config = StageConfig(cosine_weight=1.0, mse_weight=2.0, infonce_weight=0.5, infonce_temperature=0.1,
+                         triplet_weight=0.25, triplet_margin=0.3, diversity_weight=0.05)
+    _, parts = stage_loss(pred, target, config)
+    expected = {"cosine": cosine_loss(pred, target), "mse": 2.0 * mse_loss(pred, target),
+                "infonce": 0.5 * infonce_loss(pred, target, 0.1), "triplet": 0.25 * triplet_loss(pred, target, 0.3),
+                "diversity": 0.05 * diversity_penalty(pred)}
+    for name, value in expected.items():
+        torch.testing.assert_close(parts[name], value, rtol=1e-6, atol=1e-7, msg=name)
 
 
 def test_curriculum_goes_from_easy_to_all():

@@ -195,7 +195,7 @@ def test_stage_loss_advanced(benchmark: BenchmarkFixture, embeddings: torch.Tens
                "triplet": advanced.triplet_weight, "diversity": advanced.diversity_weight}
     assert set(parts) == {name for name, weight in weights.items() if weight > 0}  # the default stage's own mix
     assert torch.isfinite(total) and total.item() > 0
-    assert total.item() == pytest.approx(sum(parts.values()), rel=1e-5)
+    assert total.item() == pytest.approx(sum(float(p) for p in parts.values()), rel=1e-5)
     unrelated, _ = stage_loss(unit_rows(BATCH, DIM, generator), targets, advanced)
     assert total.item() < unrelated.item()  # predictions that agree with their targets cost less than random ones
 
