@@ -6,7 +6,7 @@ by the environment torchrun sets (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
 ``MASTER_ADDR``, ``MASTER_PORT``). Every rank draws the same seeded permutation
 and noise for each global batch and trains on its contiguous share of the rows;
 the losses are written so that the ranks' parts add up to the single-process loss
-of the whole global batch (see ``cube.losses.sharded_stage_loss``). Rank 0 alone
+of the whole global batch (see ``cube.losses.stage_loss``). Rank 0 alone
 reads and writes checkpoints, logs and metrics; the others get its state by
 broadcast.
 """
