@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -76,8 +78,6 @@ class Check:
 def pipeline(check: Check, workspace: Path, changes: dict, until: str | None = None) -> Path:
     """The tiny profile with ``changes`` on top, in a throw-away repository, run by dvc (up to stage ``until``)."""
     overlay = workspace.parent / f"{workspace.name}.yaml"
-    import yaml
-
     overlay.write_text(yaml.safe_dump(merge(yaml.safe_load(TINY.read_text(encoding="utf-8")), changes)),
                        encoding="utf-8")
     workspace.mkdir(parents=True)
