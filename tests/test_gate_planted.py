@@ -141,15 +141,15 @@ def test_the_own_implementation_doing_its_work_twice_fails_the_gate(copy):
 
 
 def test_a_retained_buffer_blowing_up_memory_fails_the_gate(copy):
-    lattice = copy / "cube/lattice.py"
-    plant(lattice, '''                recorded += [gathered, hidden]
+    propagation = copy / "cube/propagation.py"
+    plant(propagation, '''                recorded += [gathered, hidden]
 ''', '''                recorded += [gathered, hidden]
                 RETAINED.append([t.clone() for t in (gathered, hidden) for _ in range(9)])  # planted: kept alive
 ''')
     anchor = "class Propagation(torch.autograd.Function):"
-    plant(lattice, anchor, "RETAINED: list = []\n\n\n" + anchor)
+    plant(propagation, anchor, "RETAINED: list = []\n\n\n" + anchor)
     anchor = "        return final[: rule.rows].view(shape)"
-    plant(lattice, anchor, "        del RETAINED[:-steps]  # the latest call's copies stay, not every call's\n" + anchor)
+    plant(propagation, anchor, "        del RETAINED[:-steps]  # the latest call's copies stay, not every call's\n" + anchor)
     harness("bench", cwd=copy)
     status, output, verdicts = gate(copy)
     assert status == 1, output
