@@ -53,8 +53,11 @@ CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-sta
 def write_template(path: Path = TEMPLATE) -> Path:
     """The page DVC fills in, with the libraries inline (about 0.9 MB); ``{scripts}`` is left out on purpose: it
     is where DVC would put its CDN script tags."""
-    import vl_convert
-
+    try:
+        import vl_convert
+    except ImportError:
+        raise SystemExit("plots_page: vl-convert-python is not installed, and it carries the vega libraries the page "
+                         "inlines; run `make setup` (or pip install -e '.[dev]')") from None
     bundle = vl_convert.javascript_bundle().replace("</script", "<\\/script")
     atomic.write_text(path, PAGE % bundle)
     return path
@@ -87,7 +90,11 @@ def show(out: Path, html_template: Path | None) -> Path:
     command = [sys.executable, "-m", "dvc", "plots", "show", "-o", str(out)]
     if html_template is not None:
         command += ["--html-template", str(html_template)]
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"plots_page: `dvc plots show` failed (exit {result.returncode}) in {Path.cwd()}: "
+                         f"{(result.stderr or result.stdout).strip()[-500:]}\nRun it from the repository's root, "
+                         f"after `make setup` (which writes {TEMPLATE}) and a pipeline run that logged curves.")
     return out / "index.html"
 
 

@@ -21,6 +21,7 @@ from harness.results import (
     Doctor,
     Evaluation,
     MeanStd,
+    ModelSummary,
     Peers,
     Reliability,
     Roofline,
@@ -155,9 +156,14 @@ def _paired_section(evaluation: Evaluation, comparisons: dict[str, dict[str, Com
     return out + [""]
 
 
+def ordered_models(evaluation: Evaluation) -> dict[str, ModelSummary]:
+    """The summary's models in the report's order: the cube's stages in pipeline order, then the baselines."""
+    return in_order(evaluation.summary.models, [f"cube: {stage}" for stage in paths.STAGES] + list(BASELINE_ORDER))
+
+
 def _quality_section(evaluation: Evaluation, seed: int) -> list[str]:
     summary = evaluation.summary
-    models = in_order(summary.models, [f"cube: {stage}" for stage in paths.STAGES] + list(BASELINE_ORDER))
+    models = ordered_models(evaluation)
     comparisons = in_order(evaluation.comparisons, BASELINE_ORDER)
     seeds = ", ".join(str(s) for s in summary.seeds)
     count = len(summary.seeds)
@@ -206,8 +212,7 @@ def build_report(params: Params) -> Path:
     origin = provenance(params, choose_device(params.train.device))
 
     plots.loss_curves(histories, paths.REPORTS / "loss_curves.png")
-    plots.quality_bars(in_order(evaluation.summary.models, [f"cube: {stage}" for stage in paths.STAGES]
-                                + list(BASELINE_ORDER)), evaluation.summary.seeds, paths.REPORTS / "test_quality.png")
+    plots.quality_bars(ordered_models(evaluation), evaluation.summary.seeds, paths.REPORTS / "test_quality.png")
     plots.paired_differences(in_order(evaluation.comparisons, BASELINE_ORDER), COMPARED, evaluation.chosen_stage,
                              paths.REPORTS / "paired_differences.png")
     plots.throughput(bench, paths.REPORTS / "throughput.png")

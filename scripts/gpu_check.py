@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.profile import TINY, make_workspace, merge  # noqa: E402
+from harness.profile import TINY, make_workspace, merge, run  # noqa: E402
 
 STAGES = ("autoencoder", "dialogue", "optimized", "advanced")
 
@@ -50,12 +48,10 @@ class Check:
         self.log = (out / "gpu-check.log").open("w", encoding="utf-8")
         self.steps: list[tuple[str, str, float, str]] = []  # name, ok/FAILED/skipped, seconds, figures
 
-    def run(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    def run(self, command: list[str], cwd: Path) -> str:
         self.log.write(f"\n$ (cd {cwd} && {' '.join(command)})\n")
         self.log.flush()
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                                env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                                         HF_HUB_OFFLINE="1", **(env or {})))
+        result = run(command, cwd, check=False)
         self.log.write(result.stdout + result.stderr)
         self.log.flush()
         if result.returncode != 0:
