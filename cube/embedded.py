@@ -104,9 +104,8 @@ def embed_split(name: str, pairs: list[Pair], lookup: dict[str, torch.Tensor]) -
     )
 
 
-def _teacher_embeddings(
-    teacher: Teacher, texts: list[str], params: ModelParams, progress: bool
-) -> tuple[torch.Tensor, EmbeddingCache]:
+def open_cache(teacher: Teacher, cache_dir: str | Path) -> EmbeddingCache:
+    """The on-disk cache of ``teacher``'s embeddings (its file is named by ``Teacher.key``)."""
     description = {
         "model": teacher.config.name,
         "weights_sha256": weights_hash(teacher.model_dir),
@@ -114,8 +113,14 @@ def _teacher_embeddings(
         "max_length": teacher.config.max_length,
         "dtype": teacher.config.dtype,
     }
-    cache = EmbeddingCache(params.data.cache_dir, teacher.key, description)
-    vectors = cache.get(texts, lambda missing: teacher.encode(missing, params.teacher.batch_size, progress))
+    return EmbeddingCache(cache_dir, teacher.key, description)
+
+
+def _teacher_embeddings(
+    teacher: Teacher, texts: list[str], params: ModelParams, progress: bool
+) -> tuple[torch.Tensor, EmbeddingCache]:
+    cache = open_cache(teacher, params.data.cache_dir)
+    vectors = cache.get(texts, lambda missing: teacher.encode(missing, progress))
     return vectors, cache
 
 

@@ -1,9 +1,11 @@
 """On-disk cache of teacher embeddings (safetensors), so a second run encodes nothing.
 
-One file per teacher identity (model, weights hash, pooling, max length, dtype:
-``Teacher.key``). Rows are keyed by the sha256 of the UTF-8 text. The file's
-metadata carries a sha256 of its contents: a corrupted file is detected,
-reported and rebuilt rather than read.
+One file per teacher identity (model, weights hash, pooling, max length, dtype,
+forward-pass layout: ``Teacher.key``). Rows are keyed by the sha256 of the UTF-8
+text. The file's metadata carries a sha256 of its contents: a corrupted file is
+detected, reported and rebuilt rather than read. A teacher's vector depends on
+its sentence alone (``Teacher.encode``), so whether a row comes from here or is
+encoded afresh never changes an output.
 """
 
 from __future__ import annotations

@@ -27,6 +27,16 @@ EMBEDDED_MODELS["sentence-transformers/all-MiniLM-L6-v2"] = EMBEDDED_MODELS["all
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+# Tokens in every forward pass of a teacher: a pass holds sentences of one token length L only, always
+# max(1, TOKENS_PER_PASS // L) rows of it. A constant of the layout, so part of the embeddings' identity
+# (``Teacher.key``), never a setting; 512 encoded the chitchat corpus fastest (docs/pipeline.md: Teacher embeddings).
+TOKENS_PER_PASS = 512
+LAYOUT = f"equal-length-{TOKENS_PER_PASS}-tokens"
+
+
+def rows_per_pass(length: int) -> int:
+    """Rows of every forward pass over sentences of ``length`` tokens: a function of the length alone."""
+    return max(1, TOKENS_PER_PASS // length)
 
 
 class TeacherError(RuntimeError):
@@ -116,27 +126,42 @@ class Teacher:
             "pooling": self.config.pooling,
             "max_length": self.config.max_length,
             "dtype": self.config.dtype,
+            "layout": LAYOUT,
         }
         return json_digest(identity)[:24]
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = True) -> torch.Tensor:
-        """Embeddings in the order of ``texts``; batches are formed by length to keep padding short."""
+    def encode(self, texts: Sequence[str], progress: bool = True) -> torch.Tensor:
+        """Embeddings in the order of ``texts``, each a function of its own sentence alone.
+
+        Every forward pass over sentences of L tokens has the same shape: ``rows_per_pass(L)`` rows of that one
+        length, no padding, a short group filled up with copies of its first row. The kernels, and with them the
+        order in which floats are added, then depend on the sentence's length only, never on which other sentences
+        are encoded, their order, or the cache's state (docs/pipeline.md: Teacher embeddings).
+        """
         pool = POOLINGS[self.config.pooling]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.empty(len(texts), self.width)
-        batches = range(0, len(texts), batch_size)
-        for start in tqdm(batches, desc=f"encoding with {self.config.name}", unit="batch",
-                          disable=not progress or len(texts) <= batch_size):
-            rows = order[start : start + batch_size]
-            batch = [texts[i] for i in rows]
+        passes = [(length, rows[i : i + rows_per_pass(length)]) for length, rows in self._groups_by_length(texts).items()
+                  for i in range(0, len(rows), rows_per_pass(length))]
+        for length, rows in tqdm(passes, desc=f"encoding with {self.config.name}", unit="pass",
+                                 disable=not progress or len(passes) <= 1):
+            batch = [texts[i] for i in rows] + [texts[rows[0]]] * (rows_per_pass(length) - len(rows))
             tokens = self.tokenizer(batch, padding=True, truncation=True, max_length=self.config.max_length,
                                     return_tensors="pt")
             tokens = {k: v.to(self.device) for k, v in tokens.items()}
             hidden = self.model(**tokens).last_hidden_state
-            pooled = pool(hidden, tokens["attention_mask"]).float()
+            pooled = pool(hidden, tokens["attention_mask"]).float()[: len(rows)]
             out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
         return out
+
+    def _groups_by_length(self, texts: Sequence[str]) -> dict[int, list[int]]:
+        """Row indices of ``texts`` grouped by token length (after truncation), shortest first."""
+        lengths = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length,
+                                 verbose=False)["input_ids"]
+        groups: dict[int, list[int]] = {}
+        for row, ids in enumerate(lengths):
+            groups.setdefault(len(ids), []).append(row)
+        return dict(sorted(groups.items()))
 
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many of ``texts`` are longer than max_length tokens (their embeddings see only the start)."""

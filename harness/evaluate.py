@@ -9,6 +9,7 @@ the baselines refit under that seed go to ``metrics/evaluate_seeds.json``, with 
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,8 @@ def evaluate_all(params: Params) -> dict[str, Any]:
         "comparisons": compare(stage, pair_scores, list(own["baselines"]), shared_pairs=not params.quality.resplit),
     }
     result["target"] = {"required": TARGET, "missed": paired.target_misses(result["comparisons"], TARGET)}
-    atomic.write_json(paths.EVALUATE_SEEDS, {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()})
+    seed_runs = {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()}
+    # every model's per-pair scores under every seed: hundreds of thousands of numbers, so one line, not indented
+    atomic.write_text(paths.EVALUATE_SEEDS, json.dumps(seed_runs, separators=(",", ":"), sort_keys=True) + "\n")
     write_result(paths.EVALUATE_METRICS, result, Evaluation)
     return result

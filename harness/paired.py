@@ -1,15 +1,22 @@
 """Paired comparisons: is model A better than model B on the same evaluation pairs, beyond the noise?
 
 Every quality verdict in the harness comes from here. The unit is the per-pair difference of a measure
-(cosine, hit@1, reciprocal rank) between two models scored on the same pairs. Its mean gets a 95% interval
-from a hierarchical bootstrap: seeds are drawn with replacement, and pairs with replacement (the same draw
-for every seed when the seeds share one test split, as a crossed design needs). With one seed this is the
-plain paired bootstrap over pairs, percentile interval; a test checks it against ``scipy.stats.bootstrap``.
-scipy has no two-level resampling, hence the multinomial counts below.
+(cosine, hit@1, reciprocal rank) between two models scored on the same pairs, one row per training seed.
+A difference counts only when it is larger than the spread over test pairs *and* over training runs, so its
+95% interval is the union of two:
+
+- a hierarchical bootstrap: seeds drawn with replacement, and pairs with replacement (the same draw for every
+  seed when the seeds share one test split, as a crossed design needs). With one seed this is the plain paired
+  bootstrap over pairs, percentile interval; a test checks it against ``scipy.stats.bootstrap``. scipy has no
+  two-level resampling, hence the multinomial counts below;
+- with two seeds or more, Student's t interval over the seeds' mean differences. A bootstrap over a handful
+  of seeds cannot be wider than their range, so five trajectories that all happen to fall the same way would
+  look significant; t with S - 1 degrees of freedom accounts for how little S runs tell about the next one.
 
 The verdict is "better" when the whole interval is above 0, "worse" when below, and otherwise "no significant
-difference". ``detectable`` is the smallest true difference this evaluation would call significant with 80%
-power at the 5% level: (z_0.975 + z_0.8) times the bootstrap standard error.
+difference"; ``borderline`` marks a verdict that a 90% or a 99% interval would change. ``detectable`` is the
+smallest true difference this evaluation would call significant with 80% power at the 5% level:
+(z_0.975 + z_0.8) times the larger of the two standard errors.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 CONFIDENCE = 0.95
 POWER = 0.8
@@ -45,17 +53,17 @@ class PairedDifference:
     pairs: int
     seeds: int
     confidence: float = CONFIDENCE
+    borderline: bool = False  # a 90% or a 99% interval would give another verdict
 
     @property
     def verdict(self) -> str:
-        if self.low > 0:
-            return BETTER
-        if self.high < 0:
-            return WORSE
-        return NO_DIFFERENCE
+        return _verdict(self.low, self.high)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"verdict": self.verdict}
+
+    def shown_verdict(self) -> str:
+        return f"{self.verdict} (borderline)" if self.borderline else self.verdict
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PairedDifference:
@@ -63,6 +71,14 @@ class PairedDifference:
 
     def interval(self) -> str:
         return f"[{self.low:+.4f}, {self.high:+.4f}]"
+
+
+def _verdict(low: float, high: float) -> str:
+    if low > 0:
+        return BETTER
+    if high < 0:
+        return WORSE
+    return NO_DIFFERENCE
 
 
 def _as_rows(scores: Sequence[Sequence[float]] | np.ndarray, label: str) -> list[np.ndarray]:
@@ -78,7 +94,7 @@ def _as_rows(scores: Sequence[Sequence[float]] | np.ndarray, label: str) -> list
 
 def paired_difference(ours: Sequence[Sequence[float]] | np.ndarray, theirs: Sequence[Sequence[float]] | np.ndarray,
                       measure: str, *, shared_pairs: bool = True, resamples: int = RESAMPLES,
-                      seed: int = 0) -> PairedDifference:
+                      seed: int = 0, confidence: float = CONFIDENCE) -> PairedDifference:
     """Compare two models' per-pair scores: one row per seed, the same pairs in the same order in both.
 
     ``shared_pairs``: every seed scored the same pairs (one test split), so pairs are drawn once for all seeds;
@@ -89,6 +105,38 @@ def paired_difference(ours: Sequence[Sequence[float]] | np.ndarray, theirs: Sequ
         raise ValueError(f"{measure}: the two models were not scored on the same pairs "
                          f"({[len(r) for r in ours_rows]} vs {[len(r) for r in theirs_rows]} per seed)")
     diffs = [a - b for a, b in zip(ours_rows, theirs_rows)]
+    stats = _bootstrap(diffs, shared_pairs, resamples, seed)
+    mean = float(np.mean([d.mean() for d in diffs]))
+
+    def interval(level: float) -> tuple[float, float]:
+        tail = (1.0 - level) / 2.0
+        low, high = (float(q) for q in np.quantile(stats, [tail, 1.0 - tail]))
+        if len(diffs) > 1:
+            half = float(student_t.ppf(1.0 - tail, len(diffs) - 1)) * _seed_error(diffs)
+            low, high = min(low, mean - half), max(high, mean + half)
+        return low, high
+
+    low, high = interval(confidence)
+    verdicts = {_verdict(*interval(level)) for level in (confidence - 0.05, min(confidence + 0.04, 0.999))}
+    error = max(float(stats.std(ddof=1)), _seed_error(diffs))
+    tail = (1.0 - CONFIDENCE) / 2.0
+    return PairedDifference(
+        measure=measure, mean=mean, low=low, high=high, standard_error=error,
+        detectable=float((norm.ppf(1.0 - tail) + norm.ppf(POWER)) * error),
+        pairs=int(round(np.mean([len(d) for d in diffs]))), seeds=len(diffs), confidence=confidence,
+        borderline=verdicts != {_verdict(low, high)})
+
+
+def _seed_error(diffs: list[np.ndarray]) -> float:
+    """Standard error of the mean over seeds of each seed's mean difference (0 with one seed)."""
+    if len(diffs) < 2:
+        return 0.0
+    means = np.array([np.sort(d).sum() / len(d) for d in diffs])  # sorted: the same sum whatever the pair order
+    return float(means.std(ddof=1) / np.sqrt(len(means)))
+
+
+def _bootstrap(diffs: list[np.ndarray], shared_pairs: bool, resamples: int, seed: int) -> np.ndarray:
+    """``resamples`` bootstrap means of the differences, seeds and pairs drawn with replacement."""
     sizes = {len(d) for d in diffs}
     shared = shared_pairs and len(sizes) == 1
     scale = _exact_sum_scale(diffs)
@@ -107,14 +155,7 @@ def paired_difference(ours: Sequence[Sequence[float]] | np.ndarray, theirs: Sequ
         s = len(diffs)
         seed_weights = rng.multinomial(s, np.full(s, 1.0 / s), size=size) / s if s > 1 else np.ones((size, 1))
         draws.append((pair_means * seed_weights).sum(axis=1))
-    stats = np.concatenate(draws)
-    tail = (1.0 - CONFIDENCE) / 2.0
-    low, high = np.quantile(stats, [tail, 1.0 - tail])
-    error = float(stats.std(ddof=1))
-    return PairedDifference(
-        measure=measure, mean=float(np.mean([d.mean() for d in diffs])), low=float(low), high=float(high),
-        standard_error=error, detectable=float((norm.ppf(1.0 - tail) + norm.ppf(POWER)) * error),
-        pairs=int(round(np.mean([len(d) for d in diffs]))), seeds=len(diffs))
+    return np.concatenate(draws)
 
 
 def _exact_sum_scale(diffs: list[np.ndarray]) -> float:

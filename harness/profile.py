@@ -1,6 +1,6 @@
 """Run the whole pipeline under a profile in a throw-away clone: keep its report, or gate it.
 
-``python -m harness.profile profiles/chitchat.yaml`` copies this working tree (tracked and untracked files, not
+``python -m harness.profile profiles/chatterbot.yaml`` copies this working tree (tracked and untracked files, not
 ignored ones, not the committed results) into a fresh git repository, lays the profile over params.yaml, runs
 ``dvc repro`` there and copies the report, its plots and its metrics to ``reports/<profile name>/``. The clone
 shares this checkout's embedding cache (``data/cache``, keyed by model, weights and text, so sharing is safe) and

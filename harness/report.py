@@ -95,7 +95,8 @@ def target_lines(comparisons: dict[str, dict[str, Comparison]], stage: str, miss
     by_verdict: dict[str, list[str]] = {paired.BETTER: [], paired.NO_DIFFERENCE: [], paired.WORSE: []}
     for name, measures in comparisons.items():
         for measure in COMPARED:
-            by_verdict[measures[measure].verdict].append(f"{name} on {measure}")
+            shown = f"{name} on {measure}" + (" (borderline)" if measures[measure].borderline else "")
+            by_verdict[measures[measure].verdict].append(shown)
     lines = [f"- significantly **better** than: {', '.join(by_verdict[paired.BETTER]) or 'none'};",
              f"- **no significant difference** from: {', '.join(by_verdict[paired.NO_DIFFERENCE]) or 'none'};",
              f"- significantly **worse** than: {', '.join(by_verdict[paired.WORSE]) or 'none'}.", ""]
@@ -136,14 +137,16 @@ def _paired_section(evaluation: Evaluation, comparisons: dict[str, dict[str, Com
     out = ["### Is the cube better? Paired differences on the test pairs", "",
            f"The cube stage chosen on mean validation MRR is **{stage}**. Each row is cube minus baseline on the same "
            f"{first.pairs} test pairs, averaged over {first.seeds} seed(s) ({', '.join(map(str, seeds))}), with a 95% "
-           "interval from a bootstrap over pairs and seeds (`harness/paired.py`). Verdict: **better** when the whole "
-           "interval is above 0, **worse** when below, otherwise **no significant difference**. 'Detectable' is the "
+           "interval that spans the spread over test pairs and over training runs: a bootstrap over pairs and seeds, "
+           "widened where needed to Student's t interval over the seeds' means (`harness/paired.py`). Verdict: "
+           "**better** when the whole interval is above 0, **worse** when below, otherwise **no significant "
+           "difference**; *borderline* when a 90% or a 99% interval would say otherwise. 'Detectable' is the "
            "smallest true difference this split finds with 80% power.", ""]
     rows = []
     for name, measures in comparisons.items():
         for measure in COMPARED:
             d = difference(measures[measure])
-            rows.append([name, measure, f"{d.mean:+.4f}", d.interval(), d.verdict, f"{d.detectable:.4f}"])
+            rows.append([name, measure, f"{d.mean:+.4f}", d.interval(), d.shown_verdict(), f"{d.detectable:.4f}"])
     out += [_table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), "",
             "![paired differences with 95% intervals](paired_differences.png)", ""]
     target = evaluation.target
@@ -289,7 +292,8 @@ def _stages_section(evaluation: Evaluation, trained: dict[str, TrainSummary]) ->
 
 
 MEMORY_LABELS = {
-    "host_peak_increase_mib": "host memory the phase needs (MiB, own process)",
+    "tensor_peak_mib": "tensors alive at once, at most (MiB, counted exactly; gated)",
+    "host_peak_increase_mib": "host memory the phase needs (MiB, own process; moves between runs, not gated)",
     "cuda_max_allocated_mib": "torch CUDA peak allocated (MiB)", "cuda_max_reserved_mib": "torch CUDA peak reserved (MiB)",
     "nvml_used_mib": "NVML device used (MiB)", "nvml_total_mib": "NVML device total (MiB)",
 }

@@ -160,6 +160,7 @@ class Comparison(Strict):
     pairs: int
     seeds: int
     confidence: Number
+    borderline: bool = False
     verdict: str
 
 
@@ -200,7 +201,8 @@ class BenchRow(Latency):
     phase: str
     batch_size: int
     nvml: str
-    host_peak_increase_mib: Number | None = None  # CPU runs
+    tensor_peak_mib: Number | None = None  # CPU runs: live tensor bytes at most, counted exactly
+    host_peak_increase_mib: Number | None = None  # CPU runs: the process's resident peak (moves between runs)
     cuda_max_allocated_mib: Number | None = None  # CUDA runs
     cuda_max_reserved_mib: Number | None = None
     nvml_used_mib: Number | None = None
@@ -338,6 +340,7 @@ class Bench(Result):
     repeats: int
     rows: list[BenchRow]
     peers: Peers
+    second_process_speed_ratios: dict[str, Ratio]  # the independent peers timed again by a fresh process
     work_per_sample: WorkPerSample
     roofline: Roofline
     scaling: Scaling

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import statistics
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 
 def synchronize(device: torch.device) -> None:
@@ -86,6 +89,44 @@ def counted_flops(fn: Callable[[], Any]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+class _LiveTensorBytes(TorchDispatchMode):
+    """Counts the bytes of every tensor storage an op creates while they are alive; ``peak`` is the most at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self.seen: set[tuple[int, int]] = set()
+
+    def _count(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        if key[1] == 0 or key in self.seen:  # a view of a storage already counted
+            return
+        self.seen.add(key)
+        self.live += key[1]
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(storage, self._release, key)
+
+    def _release(self, key: tuple[int, int]) -> None:
+        self.seen.discard(key)
+        self.live -= key[1]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's signature
+        out = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor) and leaf.device.type == "cpu":
+                self._count(leaf)
+        return out
+
+
+def tensor_peak_bytes(fn: Callable[[], Any]) -> int:
+    """The most bytes of tensors created by ``fn`` alive at once on the CPU: an exact count, the same in every
+    identical run, unlike the process's resident peak (allocator caching, thread pools, page faults)."""
+    with _LiveTensorBytes() as counter:
+        fn()
+    return counter.peak
 
 
 def saved_activation_bytes(fn: Callable[[], Any]) -> int:

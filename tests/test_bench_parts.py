@@ -99,6 +99,14 @@ def test_issue_targets_are_judged_on_their_own_device_and_left_unmeasured_on_the
     spanning = issue_targets(fake_bench("cpu", 1.5, [], spread=0.2))[0]  # the interval spans the goal: undecided
     assert spanning["met"] is None and "inconclusive" in spanning["note"]
 
+
+def test_a_ratio_target_stands_only_when_separate_processes_agree():
+    second = {"train_own_vs_eager_reference": estimate(1.7)}
+    assert issue_targets(fake_bench("cpu", 1.8, []), [second])[0]["met"] is True  # both met
+    assert issue_targets(fake_bench("cpu", 1.2, []), [{"train_own_vs_eager_reference": estimate(1.3)}])[0]["met"] is False
+    disagree = issue_targets(fake_bench("cpu", 1.2, []), [second])[0]  # one missed, one met: no verdict
+    assert disagree["met"] is None and "2 processes" in disagree["note"] and "inconclusive" in disagree["note"]
+
     rows = [{"phase": "forward", "batch_size": 8192, "samples_per_s": 500_000.0},
             {"phase": "train", "batch_size": 8192, "samples_per_s": 200_000.0, "cuda_max_allocated_mib": 5 * 1024.0}]
     cuda = {t["target"]: t for t in issue_targets(fake_bench("cuda:0", 3.0, rows)) if t["device"] == "cuda"}

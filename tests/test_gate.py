@@ -12,8 +12,9 @@ from harness.gate import compare, confirm_speed, markdown, params_differences
 GATE = GateConfig(cosine_drop=0.01, recall_drop=0.03, mrr_drop=0.02, speed_ratio_drop=0.4, noise_floor=0.001,
                   memory_increase=0.25, speed_remeasure=2)
 RNG = np.random.default_rng(0)
-MRR_PAIRS = list(1.0 / RNG.integers(1, 20, 600))
-COSINE_PAIRS = list(RNG.uniform(0.1, 0.7, 600))
+SEEDS = [0, 1, 2, 3, 4]
+MRR_PAIRS = [list(1.0 / RNG.integers(1, 20, 600)) for _ in SEEDS]  # one row of per-pair scores per seed
+COSINE_PAIRS = [list(RNG.uniform(0.1, 0.7, 600)) for _ in SEEDS]
 
 
 def ratio(value: float, spread: float = 0.05) -> dict[str, float]:
@@ -29,16 +30,23 @@ BASELINE = {
         "speed.train_own_vs_eager_reference": {"kind": "speed", "value": ratio(2.0)},
         "memory.train.batch64.cuda_max_allocated_mib": {"kind": "memory", "value": 100.0},
     },
+    "seeds": SEEDS,
     "pairs": {"dialogue": {"mrr": MRR_PAIRS, "cosine": COSINE_PAIRS}},
 }
 
 
-def run(pairs: dict[str, list[float]] | None = None, **changes: object) -> dict:
+def shifted(rows: list[list[float]], by: float | list[float]) -> list[list[float]]:
+    """Every seed's per-pair scores moved by ``by`` (one value, or one per seed)."""
+    offsets = by if isinstance(by, list) else [by] * len(rows)
+    return [list(np.asarray(row) + offset) for row, offset in zip(rows, offsets)]
+
+
+def run(pairs: dict[str, list[list[float]]] | None = None, **changes: object) -> dict:
     """The baseline run with some per-pair scores or metric values changed (the means follow the pairs)."""
     current = copy.deepcopy(BASELINE)
     for measure, values in (pairs or {}).items():
         current["pairs"]["dialogue"][measure] = values
-        current["metrics"][f"dialogue.test.{measure}"]["value"] = float(np.mean(values))
+        current["metrics"][f"dialogue.test.{measure}"]["value"] = float(np.mean([np.mean(row) for row in values]))
     for name, value in changes.items():
         current["metrics"][name.replace("__", ".")]["value"] = value
     return current
@@ -52,28 +60,66 @@ def test_the_unchanged_run_passes():
     assert set(verdicts(run()).values()) == {"ok"}
 
 
-def test_a_fall_of_exactly_the_tolerance_fails():
-    shifted = list(np.asarray(MRR_PAIRS) - 0.02)
-    assert verdicts(run({"mrr": shifted}))["dialogue.test.mrr"] == "REGRESSION"
+def test_a_fall_of_exactly_the_tolerance_in_every_seed_fails():
+    assert verdicts(run({"mrr": shifted(MRR_PAIRS, -0.02)}))["dialogue.test.mrr"] == "REGRESSION"
 
 
 def test_a_significant_fall_inside_the_tolerance_fails_but_float_noise_does_not():
-    worse = [v - 0.01 if i % 2 else v for i, v in enumerate(COSINE_PAIRS)]  # 0.005 below, pair after pair
+    worse = [[v - 0.01 if i % 2 else v for i, v in enumerate(row)] for row in COSINE_PAIRS]  # 0.005 below
     assert verdicts(run({"cosine": worse}))["dialogue.test.cosine"] == "REGRESSION"
-    noise = list(np.asarray(COSINE_PAIRS) - 1e-7)  # another CPU's rounding: consistent, but negligible
+    noise = shifted(COSINE_PAIRS, -1e-7)  # another CPU's rounding: consistent, but negligible
     assert verdicts(run({"cosine": noise}))["dialogue.test.cosine"] == "ok"
 
 
 def test_a_small_fall_that_is_not_significant_passes():
-    swap = list(MRR_PAIRS)
-    swap[0], swap[1] = swap[0] - 0.05, swap[1] + 0.04  # one pair worse, one better: no significant difference
+    swap = copy.deepcopy(MRR_PAIRS)
+    swap[0][0], swap[0][1] = swap[0][0] - 0.05, swap[0][1] + 0.04  # one pair worse, one better
     assert verdicts(run({"mrr": swap}))["dialogue.test.mrr"] == "ok"
+
+
+def _trajectories(rng: np.random.Generator, seeds: int, seed_spread: float) -> list[list[float]]:
+    """Per-pair cosines of ``seeds`` training runs of one recipe: a shared per-pair level, an offset per run and
+    per-pair noise per run (runs of one recipe agree on which pairs are easy, not on the last digits)."""
+    level = np.random.default_rng(7).uniform(0.1, 0.7, 600)
+    return [list(level + rng.normal(0.0, seed_spread) + rng.normal(0.0, 0.03, 600)) for _ in range(seeds)]
+
+
+def test_other_trajectories_of_the_same_recipe_pass_where_one_seed_against_one_would_fail():
+    rng = np.random.default_rng(3)
+    recorded, again = _trajectories(rng, 5, 0.01), _trajectories(rng, 5, 0.01)
+    baseline = run({"cosine": recorded})
+    seed_level = compare(baseline, run({"cosine": again}), GATE)
+    assert {c.metric: c.verdict for c in seed_level}["dialogue.test.cosine"] in ("ok", "improved", "inconclusive")
+    # the same runs judged as the gate once did, seed 0 against seed 0 on pairs alone: float chaos reads as a change
+    first = {"seeds": [0], "pairs": {"dialogue": {"cosine": recorded[:1]}}}
+    one_seed = compare(run({"cosine": recorded[:1]}) | first, run({"cosine": again[:1]}) | {"seeds": [0]}, GATE)
+    assert {c.metric: c.verdict for c in one_seed}["dialogue.test.cosine"] in ("REGRESSION", "improved")
+
+
+def test_a_fall_shared_by_every_trajectory_fails():
+    rng = np.random.default_rng(4)
+    recorded, worse = _trajectories(rng, 5, 0.003), shifted(_trajectories(rng, 5, 0.003), -0.015)
+    checks = {c.metric: c for c in compare(run({"cosine": recorded}), run({"cosine": worse}), GATE)}
+    assert checks["dialogue.test.cosine"].verdict == "REGRESSION", checks["dialogue.test.cosine"].detail
+
+
+def test_a_fall_beyond_the_tolerance_within_the_seed_noise_is_inconclusive_not_failed():
+    spread = [0.02, -0.06, 0.03, -0.07, 0.0]  # five runs that disagree widely: a mean fall of 0.016
+    checks = {c.metric: c for c in compare(BASELINE, run({"cosine": shifted(COSINE_PAIRS, spread)}), GATE)}
+    assert checks["dialogue.test.cosine"].verdict == "inconclusive" and not checks["dialogue.test.cosine"].failed
+    assert "within the noise" in checks["dialogue.test.cosine"].detail
+
+
+def test_other_seeds_than_the_baseline_compare_means_only():
+    current = run({"mrr": shifted(MRR_PAIRS, -0.005)}) | {"seeds": [0, 1, 2, 3, 9]}
+    checks = {c.metric: c for c in compare(BASELINE, current, GATE)}
+    assert checks["dialogue.test.mrr"].verdict == "ok" and "means compared" in checks["dialogue.test.mrr"].detail
 
 
 def test_a_nan_fails_wherever_it_is():
     assert verdicts(run(dialogue__test__mrr=float("nan")))["dialogue.test.mrr"] == "REGRESSION"
-    with_nan = list(MRR_PAIRS)
-    with_nan[5] = float("nan")
+    with_nan = copy.deepcopy(MRR_PAIRS)
+    with_nan[2][5] = float("nan")
     checks = {c.metric: c for c in compare(BASELINE, run() | {"pairs": {"dialogue": {"mrr": with_nan}}}, GATE)}
     assert checks["dialogue.test.mrr"].verdict == "REGRESSION" and "non-finite" in checks["dialogue.test.mrr"].detail
 
@@ -133,3 +179,14 @@ def test_the_params_that_differ_are_listed_and_the_gate_section_is_not():
     old = {"train": {"advanced": {"lr": 0.003}}, "gate": {"mrr_drop": 0.02}, "seed": 0}
     new = {"train": {"advanced": {"lr": 5.0}}, "gate": {"mrr_drop": 0.5}, "seed": 0}
     assert params_differences(old, new) == ["train.advanced.lr: 0.003 -> 5.0"]
+
+
+def test_the_baseline_file_reads_back_as_written_with_its_pairs_on_one_line():
+    import json
+
+    from harness.gate import _baseline_text
+
+    stored = {"profiles": {"tiny": BASELINE | {"params": {"seed": 0}}, "default": BASELINE}}
+    text = _baseline_text(stored)
+    assert json.loads(text) == json.loads(json.dumps(stored))
+    assert sum('"pairs": {' in line for line in text.splitlines()) == 2  # one line per profile's per-pair scores

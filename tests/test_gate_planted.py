@@ -84,6 +84,43 @@ def test_the_unchanged_run_passes_its_gate(tiny):
     assert verdicts["advanced.test.mrr"] == "ok" and verdicts["work.counted_flops_train"] == "ok"
 
 
+NUDGE_ONE_ULP = """
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from cube.embedding_cache import _content_hash
+from safetensors import safe_open
+from pathlib import Path
+
+(path,) = Path("data/cache").glob("*.safetensors")
+tensors = load_file(path)
+with safe_open(path, "pt") as handle:
+    meta = handle.metadata()
+vectors = tensors["embeddings"].numpy().copy()
+rows = np.random.default_rng(0).choice(len(vectors), size=len(vectors) // 10, replace=False)
+vectors[rows] = np.nextafter(vectors[rows], np.float32(np.inf))  # one ulp up in 10% of the rows
+tensors["embeddings"] = torch.from_numpy(vectors)
+meta["content_sha256"] = _content_hash(tensors["keys"], tensors["embeddings"])
+save_file(tensors, str(path), metadata=meta)
+print(len(rows))
+"""
+
+
+def test_teacher_embeddings_nudged_by_one_ulp_pass_the_gate(copy, tiny):
+    """Float noise in the inputs (another CPU, BLAS or torch) makes other trajectories of the same recipe: the gate,
+    judging the recipe over its seeds, must let it through."""
+    before = (copy / "data/embedded/embeddings.safetensors").read_bytes()
+    run([sys.executable, "-c", NUDGE_ONE_ULP], copy)
+    for command in (["datasets"], ["train", "autoencoder"], ["train", "dialogue"], ["train", "optimized"],
+                    ["train", "advanced"], ["seeds"], ["evaluate"]):
+        harness(*command, cwd=copy)
+    assert (copy / "data/embedded/embeddings.safetensors").read_bytes() != before  # the stages saw the nudge
+    assert evaluation(copy)["summary"] != evaluation(tiny)["summary"]  # and it moved the trained stages' figures
+    status, output, verdicts = gate(copy)
+    assert status == 0, output
+    assert not any(verdict == "REGRESSION" for verdict in verdicts.values()), output
+
+
 def test_a_stage_trained_with_lr_0_fails_the_gate(copy):
     set_param(copy, "train.advanced.lr", 0.0)
     for command in (["check"], ["train", "advanced"], ["evaluate"]):

@@ -100,3 +100,29 @@ def test_resampled_sums_are_exact_so_any_blas_order_gives_the_same_interval() ->
         for seed in range(2):
             assert blas[row, seed] == math.fsum(counts[row] * steps[seed])
             assert blas[row, seed] == math.fsum((counts[row] * steps[seed])[::-1])
+
+
+def test_with_several_seeds_the_interval_is_at_least_students_t_over_the_seed_means():
+    from scipy.stats import t
+
+    rng = np.random.default_rng(5)
+    theirs = [rng.uniform(0, 1, 400) for _ in range(5)]
+    offsets = [0.004, 0.006, 0.005, 0.007, -0.004]  # five runs, all but one better: a bootstrap stays in their range
+    ours = [row + offset + rng.normal(0, 0.001, 400) for row, offset in zip(theirs, offsets)]
+    result = paired_difference(ours, theirs, "cosine")
+    means = np.array([(a - b).mean() for a, b in zip(ours, theirs)])
+    half = t.ppf(0.975, 4) * means.std(ddof=1) / np.sqrt(5)
+    assert result.low <= means.mean() - half + 1e-12 and result.high >= means.mean() + half - 1e-12
+    assert result.verdict == NO_DIFFERENCE  # t: five runs say too little to call this better
+
+
+def test_a_verdict_a_99_percent_interval_would_undo_is_borderline():
+    rng = np.random.default_rng(6)
+    theirs = rng.uniform(0, 1, 2000)
+    noise = rng.normal(0, 0.1, 2000)
+    noise -= noise.mean()
+    ours = theirs + noise + 2.3 * 0.1 / np.sqrt(2000)  # z = 2.3: past 1.96, short of 2.58
+    result = paired_difference([ours], [theirs], "cosine")
+    assert result.verdict == BETTER and result.borderline and result.shown_verdict() == "better (borderline)"
+    clear = paired_difference([theirs + noise + 0.05], [theirs], "cosine")
+    assert clear.verdict == BETTER and not clear.borderline

@@ -48,19 +48,19 @@ def test_a_used_keep_folder_is_refused_before_anything_is_copied(tmp_path, capsy
     keep = tmp_path / "clone"
     keep.mkdir()
     (keep / "left.txt").write_text("from an earlier run", encoding="utf-8")
-    assert profile.main([str(profile.ROOT / "profiles" / "chitchat.yaml"), "--keep", str(keep)]) == 2
+    assert profile.main([str(profile.ROOT / "profiles" / "chatterbot.yaml"), "--keep", str(keep)]) == 2
     assert "is not empty" in capsys.readouterr().err and [p.name for p in keep.iterdir()] == ["left.txt"]
 
 
 def test_results_are_kept_with_their_origin_and_replace_an_older_copy(tmp_path):
     clone = finished_clone(tmp_path / "clone")
-    out = tmp_path / "reports" / "chitchat"
+    out = tmp_path / "reports" / "chatterbot"
     out.mkdir(parents=True)
     (out / "stale.md").write_text("from an older run", encoding="utf-8")
-    overlay = profile.ROOT / "profiles" / "chitchat.yaml"
+    overlay = profile.ROOT / "profiles" / "chatterbot.yaml"
     profile.keep_results(clone, out, overlay, "abc1234")
     assert sorted(p.name for p in out.iterdir()) == ["evaluate.json", "report.md", "test_quality.png"]
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert report.startswith("> Profile `profiles/chitchat.yaml`") and "revision abc1234" in report
+    assert report.startswith("> Profile `profiles/chatterbot.yaml`") and "revision abc1234" in report
     assert "# Cube Bench report" in report
-    assert not out.with_name("chitchat.partial").exists()
+    assert not out.with_name("chatterbot.partial").exists()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import random
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from cube.config import DataConfig, TeacherConfig, TeacherModelConfig
 from cube.embedded import build_embedded_data
 from cube.ensemble import Alignment, ensemble_weights, fit_alignment
 from cube.pairs import Pair, split_by_question
-from cube.teachers import TeacherError, get_teacher, last_token_pool
+from cube.teachers import TeacherError, get_teacher, last_token_pool, rows_per_pass
 from harness.config import Params
 
 CPU = torch.device("cpu")
@@ -29,10 +30,36 @@ def test_minilm_gives_unit_float32_embeddings_that_know_meaning(minilm):
     assert e[0] @ e[1] > e[0] @ e[2] + 0.3
 
 
-def test_padding_does_not_change_an_embedding(minilm):
-    alone = minilm.encode(["Hello there"], progress=False)
-    padded = minilm.encode(["Hello there", "a much longer sentence " * 10], batch_size=2, progress=False)
-    torch.testing.assert_close(alone[0], padded[0], atol=1e-5, rtol=1e-4)
+def _chatterbot_sentences(count: int) -> list[str]:
+    from cube.pairs import chatterbot_pairs, unique_sentences
+
+    return unique_sentences(chatterbot_pairs("english"))[:count]
+
+
+def test_an_embedding_is_the_same_bits_whatever_it_is_encoded_with(minilm):
+    texts = _chatterbot_sentences(150)  # lengths from 3 to dozens of tokens, many sharing a length
+    reference = minilm.encode(texts, progress=False)
+    rng = random.Random(0)
+    shuffled = rng.sample(range(len(texts)), len(texts))
+    in_other_order = minilm.encode([texts[i] for i in shuffled], progress=False)
+    assert torch.equal(in_other_order, reference[shuffled])
+    one_at_a_time = torch.cat([minilm.encode([text], progress=False) for text in texts[:40]])
+    assert torch.equal(one_at_a_time, reference[:40])
+    for size in (2, 5, 33, 70):  # other company: random subsets, some larger than one forward pass
+        rows = rng.sample(range(len(texts)), size)
+        assert torch.equal(minilm.encode([texts[i] for i in rows], progress=False), reference[rows]), size
+    with_strangers = minilm.encode(texts[:60] + ["a sentence no other call encodes", "ok"] * 3, progress=False)
+    assert torch.equal(with_strangers[:60], reference[:60])
+
+
+def test_every_forward_pass_has_the_shape_its_token_length_sets_and_no_padding(minilm, monkeypatch):
+    masks = []
+    forward = minilm.model.forward
+    monkeypatch.setattr(minilm.model, "forward", lambda **tokens: masks.append(tokens["attention_mask"])
+                        or forward(**tokens))
+    minilm.encode(_chatterbot_sentences(80), progress=False)
+    assert masks and all(mask.shape[0] == rows_per_pass(mask.shape[1]) and bool(mask.all()) for mask in masks)
+    assert rows_per_pass(8) == 64 and rows_per_pass(256) == 2
 
 
 def test_cyrillic_and_emoji_encode(minilm):
@@ -63,9 +90,9 @@ def test_last_token_pooling_reads_the_last_real_token_of_a_decoder(tiny_models, 
     teacher = get_teacher(TeacherModelConfig(name=str(tiny_models["llama40"]), pooling="last_token"), CPU)
     teacher.tokenizer.padding_side = side
     texts = ["short", "a noticeably longer sentence than the first"]
-    batched = teacher.encode(texts, batch_size=2, progress=False)
+    batched = teacher.encode(texts, progress=False)
     alone = torch.cat([teacher.encode([t], progress=False) for t in texts])
-    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
+    assert torch.equal(batched, alone)
     teacher.tokenizer.padding_side = "right"
 
 
