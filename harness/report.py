@@ -196,8 +196,8 @@ def _quality_section(evaluation: Evaluation, seed: int) -> list[str]:
     out += ["", "![test quality by stage and baseline](test_quality.png)", ""]
     out += _paired_section(evaluation, comparisons, models)
     out += [f"### Seed {seed} alone", "",
-            "The pipeline's own checkpoints (`checkpoints/<stage>`), which the Stages section below and the "
-            "regression gate read.", ""]
+            "The pipeline's own checkpoints (`checkpoints/<stage>`), which the Stages section below reads (the "
+            "regression gate reads every seed).", ""]
     rows = [[_stage_label(f"cube: {s}", [str(seed)] if v.no_change else [], 1),
              *[v.test.measure(m) for m in QUALITY], v.parameters] for s, v in in_order(evaluation.stages, paths.STAGES).items()]
     rows += [[name, *[v.test.measure(m) for m in QUALITY], v.parameters]

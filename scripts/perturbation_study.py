@@ -59,8 +59,13 @@ def nudge(cache_file: Path, kind: str) -> int:
 
 
 def verdicts(evaluation: Evaluation) -> dict[str, str]:
-    return {f"{name} on {measure}": comparison.verdict for name, measures in evaluation.comparisons.items()
-            for measure, comparison in measures.items()}
+    """Each comparison's verdict, marked when the report shows it as borderline."""
+    return {f"{name} on {measure}": comparison.verdict + (" (borderline)" if comparison.borderline else "")
+            for name, measures in evaluation.comparisons.items() for measure, comparison in measures.items()}
+
+
+def same_verdict(was: str, now: str) -> bool:
+    return was.removesuffix(" (borderline)") == now.removesuffix(" (borderline)")
 
 
 def main(kinds: list[str]) -> int:
@@ -85,14 +90,14 @@ def main(kinds: list[str]) -> int:
             for command in STAGES:
                 run([sys.executable, "-m", "harness", *command], repo)
             perturbed = read_result(repo / "metrics" / "evaluate.json", Evaluation)
-        changed = {key: (was, verdicts(perturbed)[key]) for key, was in reference.items()
-                   if verdicts(perturbed)[key] != was}
-        advanced = perturbed.summary.models[f"cube: {perturbed.chosen_stage}"].test
+        now = verdicts(perturbed)
+        changed = {key: (was, now[key]) for key, was in reference.items() if not same_verdict(was, now[key])}
+        mrr = perturbed.summary.models[f"cube: {perturbed.chosen_stage}"].test["mrr"]
         print(f"\n{kind}: {moved} cached rows moved by one ulp; {len(changed)} of {len(reference)} verdicts changed "
-              f"(chosen stage {perturbed.chosen_stage}, test MRR {advanced.mrr.mean:.4f} ± {advanced.mrr.std:.4f}; "
+              f"(chosen stage {perturbed.chosen_stage}, test MRR {mrr.mean:.4f} ± {mrr.std:.4f}; "
               f"{time.perf_counter() - began:.0f} s)")
-        for key, (was, now) in changed.items():
-            print(f"- {key}: {was} -> {now}")
+        for key, (was, became) in changed.items():
+            print(f"- {key}: {was} -> {became}")
     return 0
 
 

@@ -93,5 +93,5 @@ def test_teacher_list_entries_are_checked_too():
 
 
 def test_no_extra_seeds_is_allowed_and_means_one_seed(tmp_path):
-    params = load_edited(tmp_path, "extra_seeds: [1, 2]", "extra_seeds: []")
+    params = load_edited(tmp_path, "extra_seeds: [1, 2, 3, 4]", "extra_seeds: []")
     assert params.quality.extra_seeds == ()

@@ -123,7 +123,7 @@ def test_teacher_embeddings_nudged_by_one_ulp_pass_the_gate(copy, tiny):
 
 def test_a_stage_trained_with_lr_0_fails_the_gate(copy):
     set_param(copy, "train.advanced.lr", 0.0)
-    for command in (["check"], ["train", "advanced"], ["evaluate"]):
+    for command in (["check"], ["train", "advanced"], ["seeds"], ["evaluate"]):  # a recipe: every seed's chain
         harness(*command, cwd=copy)
     assert evaluation(copy)["stages"]["advanced"]["best_epoch"] == 0  # it kept the optimized stage's map
     status, output, verdicts = gate(copy)
@@ -134,7 +134,7 @@ def test_a_stage_trained_with_lr_0_fails_the_gate(copy):
 
 def test_a_params_change_that_makes_the_cube_worse_fails_the_gate(copy):
     set_param(copy, "train.advanced.lr", 5.0)
-    for command in (["check"], ["train", "advanced"], ["evaluate"]):
+    for command in (["check"], ["train", "advanced"], ["seeds"], ["evaluate"]):
         harness(*command, cwd=copy)
     status, output, verdicts = gate(copy)
     assert status == 1, output
