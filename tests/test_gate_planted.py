@@ -198,6 +198,7 @@ def test_a_nan_metric_fails_the_gate(copy):
     path = copy / "metrics/evaluate.json"
     found = json.loads(path.read_text(encoding="utf-8"))
     found["stages"]["dialogue"]["test"]["cosine"] = float("nan")
+    found["summary"]["models"]["cube: dialogue"]["test"]["cosine"]["mean"] = float("nan")  # what the gate reads
     path.write_text(json.dumps(found), encoding="utf-8")
     status, output, verdicts = gate(copy)
     assert status == 1 and verdicts["dialogue.test.cosine"] == "REGRESSION" and "non-finite" in output, output
