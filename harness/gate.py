@@ -310,17 +310,7 @@ def current_snapshot(params: Params) -> dict[str, Any]:
 
 def measure_speed_again(params: Params) -> dict[str, Any]:
     """The gated peers timed again in this process."""
-    import torch
-
-    from cube.device import choose_device
-    from cube.processor import EmbeddingProcessor
-    from harness.bench import measure_peers
-
-    dim = json.loads((paths.EMBEDDED / "card.json").read_text(encoding="utf-8"))["dim"]
-    device = choose_device(params.train.device).device
-    torch.manual_seed(params.seed)
-    model = EmbeddingProcessor(dim, params.cube).to(device)
-    return measure_peers(model, params, dim, device, peers=GATED_PEERS)["speed_ratios"]
+    return peer_probe.measure(params)
 
 
 def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "default", update: bool = False,

@@ -17,19 +17,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.config import Params, load_params
+
 INDEPENDENT_PEERS = ("conv3d_reference", "eager_reference")  # their own code: a slowdown cannot hide in them
 
 
-def measure(params_path: Path) -> dict[str, Any]:
+def measure(params: Params) -> dict[str, Any]:
+    """The independent peers' speed ratios, timed in this process."""
     import torch
 
     from cube.device import choose_device
     from cube.processor import EmbeddingProcessor
     from harness import paths
     from harness.bench import measure_peers
-    from harness.config import load_params
 
-    params = load_params(params_path)
     dim = json.loads((paths.EMBEDDED / "card.json").read_text(encoding="utf-8"))["dim"]
     device = choose_device(params.train.device).device
     torch.manual_seed(params.seed)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.peer_probe", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.params)))
+    print(json.dumps(measure(load_params(args.params))))
     return 0
 
 
