@@ -8,8 +8,8 @@ shares this checkout's embedding cache (``data/cache``, keyed by model, weights 
 
 ``--gate`` judges the run against ``reports/baseline.json``'s baseline of the same name instead (CI:
 ``python -m harness.profile profiles/tiny.yaml --gate``, ``make gate-tiny``); ``--update`` records that baseline.
-A gated run shares nothing: it embeds every sentence afresh, as a fresh machine does (an embedding taken from the
-cache was computed in another batch and can differ in the last bits, enough to move a trained stage's figures).
+A gated run shares nothing: it embeds every sentence afresh, as a fresh machine does (the cache cannot change a
+figure, since an embedding depends on its sentence alone, but a gated run should not lean on that either).
 """
 
 from __future__ import annotations

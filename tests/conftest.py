@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,19 @@ def embedded(params: Params, tmp_path_factory: pytest.TempPathFactory):
     cache = tmp_path_factory.mktemp("embedding-cache")
     real = dataclasses.replace(params, data=dataclasses.replace(params.data, cache_dir=str(cache)))
     return build_embedded_data(real, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny profile's whole pipeline, run once: this working tree as a fresh git repository, `dvc repro`.
+
+    Never changed: the pipeline tests and the planted regressions each work on a copy of it.
+    """
+    from harness.profile import make_workspace, run
+
+    repo = make_workspace(tmp_path_factory.mktemp("tiny-run") / "repo")
+    run([sys.executable, "-m", "dvc", "repro"], repo)
+    return repo
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The gate against real planted regressions, and DVC against stale results, on CI's tiny profile.
 
-One tiny pipeline run is made here (module fixture) and recorded as the baseline; each test copies it, plants one
-regression in the copy's code, params or metrics, re-runs what the plant affects and runs the gate, which must fail
-naming the metric. The unchanged run must pass, also with every core busy.
+The tiny run (a session fixture, shared with the pipeline tests) is copied and recorded as the baseline; each test
+copies that, plants one regression in the copy's code, params or metrics, re-runs what the plant affects and runs
+the gate, which must fail naming the metric. The unchanged run must pass, also with every core busy.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.profile import make_workspace, run
+from harness.profile import run
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,9 @@ def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny pipeline, run once, committed, with its own run recorded as the `tiny` baseline in baseline.json."""
-    repo = make_workspace(tmp_path_factory.mktemp("planted") / "repo")
-    dvc("repro", cwd=repo)
+def tiny(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny run, committed, with its own run recorded as the `tiny` baseline in baseline.json."""
+    repo = Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("planted") / "repo", symlinks=True))
     harness("gate", "--profile", "tiny", "--baseline", "baseline.json", "--update", cwd=repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "the tiny run and its baseline"], repo)

@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from harness.config import load_params
-from harness.profile import make_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -24,6 +23,8 @@ REPORT_SECTIONS = ["## Provenance", "## Data", "## Quality on the test split", "
                    "### dialogue", "### optimized", "### advanced", "## Device", "## Throughput and latency", "## Memory",
                    "## Peers", "## Roofline", "## Scaling", "### Against lattice side", "### Against propagation steps",
                    "### Is the cube better? Paired differences on the test pairs", "## Reliability"]
+# experiments that test DVC's mechanics, not a verdict, train one seed instead of the profile's five (CI's time)
+ONE_SEED = "quality.extra_seeds=[]"
 REPORT_PNGS = ["loss_curves.png", "test_quality.png", "paired_differences.png", "throughput.png", "scaling.png"]
 
 
@@ -45,11 +46,10 @@ def gate(repo: Path, baseline: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This working tree (tracked and untracked, minus ignored files) as a fresh git repo with the tiny profile."""
-    repo = make_workspace(tmp_path_factory.mktemp("pipeline"))
-    dvc("repro", cwd=repo)
-    return repo
+def repo(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny run (this working tree as a fresh git repo, `dvc repro` under the tiny profile), which this
+    module's tests go on to change."""
+    return Path(shutil.copytree(tiny_run, tmp_path_factory.mktemp("pipeline") / "repo", symlinks=True))
 
 
 def test_every_declared_metrics_file_exists_with_its_keys(repo):
@@ -185,7 +185,7 @@ def test_an_empty_cache_and_one_filled_in_another_order_give_the_same_evaluation
     assert fresh["teachers"][0]["cache_hits"] == 0  # the module's run encoded every sentence afresh
     shutil.rmtree(repo / "data/cache")
     run([sys.executable, "-c", FILL_CACHE_IN_ANOTHER_ORDER], repo)
-    dvc("repro", "--force", cwd=repo)
+    dvc("repro", "--force", "evaluate", cwd=repo)
     facts = json.loads((repo / "metrics/datasets_run.json").read_text())["teachers"][0]
     assert facts["encoded"] == 0 and facts["cache_hits"] > 0  # every sentence came from that cache
     assert (repo / "metrics/evaluate.json").read_text() == first
@@ -205,7 +205,7 @@ def test_misspelt_or_invalid_values_fail_before_any_training(repo):
 def test_exp_run_with_a_changed_value_is_listed_by_exp_show(repo):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "results"], repo, check=False)
-    dvc("exp", "run", "-S", "cube.steps=3", cwd=repo)
+    dvc("exp", "run", "-S", "cube.steps=3", "-S", ONE_SEED, cwd=repo)
     shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
     experiments = [e for entry in shown for e in (entry.get("experiments") or [])]
     steps = [e["revs"][0]["data"]["params"]["params.yaml"]["data"]["cube"]["steps"] for e in experiments]
@@ -301,7 +301,7 @@ def test_four_queued_experiments_run_two_at_a_time_and_all_show_their_metrics(re
     run(["git", "commit", "-qm", "before the queue"], repo, check=False)
     hidden_sizes = (8, 12, 16, 24)
     for hidden in hidden_sizes:
-        dvc("exp", "run", "--queue", "-S", f"cube.hidden={hidden}", cwd=repo)
+        dvc("exp", "run", "--queue", "-S", f"cube.hidden={hidden}", "-S", ONE_SEED, "evaluate", cwd=repo)
     dvc("queue", "start", "-j", "2", cwd=repo)
     deadline = time.monotonic() + 1200
     try:
