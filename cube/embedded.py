@@ -19,7 +19,7 @@ from cube import atomic, ensemble, metrics
 from cube.config import ModelParams
 from cube.device import choose_device
 from cube.embedding_cache import EmbeddingCache
-from cube.pairs import Pair, Splits, load_pairs, normalise_question, split_by_question, unique_sentences
+from cube.pairs import Pair, Splits, load_pairs, split_by_question, unique_sentences
 from cube.teachers import Teacher, get_teacher, weights_hash
 
 
@@ -33,7 +33,7 @@ class EmbeddedSplit:
     answers: torch.Tensor  # (N, D)
     candidates: torch.Tensor  # (M, D): each distinct answer text once
     answer_index: torch.Tensor  # (N,): row of each pair's answer in candidates
-    group: torch.Tensor  # (N,): id of each pair's normalised question
+    group: torch.Tensor  # (N,): id of each pair's group (``Pair.group_key``: its normalised question by default)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -91,7 +91,7 @@ def embed_split(name: str, pairs: list[Pair], lookup: dict[str, torch.Tensor]) -
     answers_text = list(dict.fromkeys(p.answer for p in pairs))
     answer_row = {text: i for i, text in enumerate(answers_text)}
     groups: dict[str, int] = {}
-    group_ids = [groups.setdefault(normalise_question(p.question), len(groups)) for p in pairs]
+    group_ids = [groups.setdefault(p.group_key(), len(groups)) for p in pairs]
     stack = lambda texts: torch.stack([lookup[t] for t in texts]) if texts else torch.empty(0)  # noqa: E731
     return EmbeddedSplit(
         name=name,
@@ -166,10 +166,12 @@ def build_embedded_data(params: ModelParams, splits: Splits | None = None, progr
     embedded = {name: embed_split(name, pairs, lookup) for name, pairs in splits.named().items()}
     dim = combined.shape[1]
     card = {
+        "task": params.data.task,
         "source": pair_set.source if pair_set else "given splits",
         "raw_pairs": pair_set.raw_count if pair_set else None,
         "duplicates_dropped": pair_set.duplicates_dropped if pair_set else None,
         "empty_dropped": pair_set.empty_dropped if pair_set else None,
+        "entries_dropped": pair_set.dropped if pair_set else {},
         "pairs": {name: len(s) for name, s in embedded.items()},
         "question_groups": splits.groups,
         "distinct_answers": {name: len(s.candidates) for name, s in embedded.items()},
@@ -219,7 +221,7 @@ def save_embedded(data: EmbeddedData, directory: str | Path) -> None:
     for name in ("train", "val", "test"):
         split = data.split(name)
         tensors.update({f"{name}.{key}": getattr(split, key).contiguous() for key in SPLIT_TENSORS})
-        texts[name] = [[p.question, p.answer] for p in split.pairs]
+        texts[name] = [[p.question, p.answer, p.group] if p.group else [p.question, p.answer] for p in split.pairs]
     atomic.write_with(directory / "embeddings.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     atomic.write_json(directory / "pairs.json", texts)
     atomic.write_json(directory / "card.json", data.card)
@@ -237,7 +239,7 @@ def load_embedded(directory: str | Path) -> EmbeddedData:
     card = json.loads(needed[2].read_text(encoding="utf-8"))
     splits = {}
     for name in ("train", "val", "test"):
-        pairs = [Pair(q, a) for q, a in texts[name]]
+        pairs = [Pair(*row) for row in texts[name]]
         splits[name] = EmbeddedSplit(name, pairs, **{key: tensors[f"{name}.{key}"] for key in SPLIT_TENSORS})
     teachers = [TeacherInfo(**t) for t in card["teachers"]]
     return EmbeddedData(splits["train"], splits["val"], splits["test"], tensors["sentences"], card["dim"], teachers, card)

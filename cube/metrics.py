@@ -45,6 +45,20 @@ def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, answer_index: 
     return ahead + 1 if gold is not None else ahead
 
 
+def csls_scores(pred: torch.Tensor, candidates: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Cross-domain similarity local scaling (Conneau et al., 2018, the MUSE benchmark's retrieval): (N, M) scores
+    ``2 cos(x, y) - r(x) - r(y)``, ``r`` a vector's mean cosine to its ``k`` nearest neighbours on the other side.
+
+    A hub, a candidate near many predictions, has a large ``r(y)`` and loses its pull; ``r(x)`` is constant along a
+    row, so it never changes a ranking but keeps the scores comparable across rows.
+    """
+    check_finite(pred)
+    cos = F.normalize(pred.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T
+    r_pred = cos.topk(min(k, cos.shape[1]), dim=1).values.mean(dim=1)
+    r_candidates = cos.topk(min(k, cos.shape[0]), dim=0).values.mean(dim=0)
+    return 2 * cos - r_pred[:, None] - r_candidates[None, :]
+
+
 def hubness(pred: torch.Tensor, candidates: torch.Tensor, k: int = 10) -> float:
     """Skewness of the k-occurrence distribution: how unevenly candidates appear in top-k lists.
 

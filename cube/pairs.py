@@ -1,8 +1,8 @@
-"""Corpora -> question/answer pairs -> dedupe -> split by question group.
+"""A task's source -> question/answer pairs -> dedupe -> split by group.
 
-Pairs come from consecutive turns of real conversations. The split keeps every
-pair of one normalised question in one split, so no question seen in training
-is scored in validation or test.
+Dialogue pairs come from consecutive turns of real conversations and are grouped by normalised question; word pairs
+(``cube.dictionaries``) are grouped by their English target's lemma. The split keeps every group in one split, so
+no question (or target) seen in training is scored in validation or test.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ class DataError(ValueError):
 class Pair:
     question: str
     answer: str
+    group: str = ""  # what the split keeps whole; empty: the normalised question
+
+    def group_key(self) -> str:
+        return self.group or normalise_question(self.question)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class PairSet:
     raw_count: int
     duplicates_dropped: int
     empty_dropped: int
+    dropped: dict[str, int] = field(default_factory=dict)  # every entry left out, by reason (word tasks)
 
 
 @dataclass
@@ -139,8 +144,37 @@ def file_pairs(path: str | Path, question_field: str = "question", answer_field:
     return pairs
 
 
+def word_pairs(config: DataConfig) -> PairSet:
+    """A word task's pairs from its dictionary, drawn at random (fixed seed) when ``max_pairs`` caps them."""
+    from cube import dictionaries, sources  # the dialogue task never needs the dictionaries installed
+
+    lemmas = dictionaries.EnglishLemmas(sources.require("wordnet"))
+    if config.task == "translation":
+        folder = sources.require(f"freedict-{config.languages}")
+        found = dictionaries.translation_pairs(folder / f"freedict-{config.languages}.index",
+                                               folder / f"freedict-{config.languages}.dict.dz", lemmas)
+        source, raw = f"FreeDict {config.languages}", found.counts["articles"]
+        duplicates = found.counts["headword seen in an earlier article"]
+        empty = found.counts["empty headword"]
+    else:
+        found = dictionaries.definition_pairs(sources.require("wordnet"), lemmas)
+        source, raw = "WordNet 3.0", found.counts["synsets"]
+        duplicates = found.counts["duplicate definition and word"]
+        empty = found.counts["empty definition"]
+    pairs = [Pair(question, answer, group) for question, answer, group in found.pairs]
+    if config.max_pairs and config.max_pairs < len(pairs):
+        kept = sorted(random.Random(0).sample(range(len(pairs)), config.max_pairs))
+        pairs = [pairs[i] for i in kept]
+    dropped = {reason: count for reason, count in sorted(found.counts.items()) if reason not in ("articles", "synsets")}
+    if not pairs:
+        raise DataError(f"{source}: no word pairs left after dropping {dropped}")
+    return PairSet(pairs, source, raw, duplicates, empty, dropped)
+
+
 def load_pairs(config: DataConfig) -> PairSet:
-    """The configured corpus as deduplicated pairs, with counts for the data card."""
+    """The configured task's deduplicated pairs, with counts for the data card."""
+    if config.task != "dialogue":
+        return word_pairs(config)
     if config.corpus == "chatterbot":
         raw, source = chatterbot_pairs(config.language), f"chatterbot-corpus/{config.language}"
     elif config.corpus == "chitchat":
@@ -164,12 +198,12 @@ def normalise_question(text: str) -> str:
 
 
 def split_by_question(pairs: list[Pair], val_fraction: float, test_fraction: float, seed: int) -> Splits:
-    """Train/val/test with every normalised question's pairs in exactly one split."""
+    """Train/val/test with every group's pairs (``Pair.group_key``: by default a normalised question) in one split."""
     groups: dict[str, list[Pair]] = {}
     for pair in pairs:
-        groups.setdefault(normalise_question(pair.question), []).append(pair)
+        groups.setdefault(pair.group_key(), []).append(pair)
     if len(groups) < 3:
-        raise DataError(f"only {len(groups)} distinct question(s); a train/val/test split needs at least 3")
+        raise DataError(f"only {len(groups)} distinct question group(s); a train/val/test split needs at least 3")
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     n_test = max(1, round(test_fraction * len(keys)))

@@ -10,6 +10,7 @@ from cube import atomic
 from cube.baselines import BASELINE_ORDER, SWEPT
 from cube.checkpoint import SIDECAR
 from cube.device import choose_device
+from cube.tasks import TASKS
 from harness import paired, paths, plots
 from harness.config import Params
 from harness.evaluate import SUMMARISED
@@ -253,9 +254,12 @@ def _provenance_section(origin: dict[str, Any]) -> list[str]:
 def _data_section(card: DataCard) -> list[str]:
     out = ["", "## Data", ""]
     out.append(_table(["item", "value"], [
-        ["source", card.source], ["raw pairs", card.raw_pairs],
-        ["exact duplicate pairs dropped", card.duplicates_dropped], ["empty turns dropped", card.empty_dropped],
-        *[[f"{name} pairs / question groups / distinct answers", f"{card.pairs[name]} / "
+        ["task", f"{card.task}: {TASKS[card.task].question} -> {TASKS[card.task].answer}"],
+        ["a split keeps whole", TASKS[card.task].kept_whole],
+        ["source", card.source], ["raw pairs (word tasks: entries)", card.raw_pairs],
+        ["exact duplicates dropped", card.duplicates_dropped], ["empty entries dropped", card.empty_dropped],
+        *[[f"dropped: {reason}", count] for reason, count in card.entries_dropped.items()],
+        *[[f"{name} pairs / groups / distinct answers", f"{card.pairs[name]} / "
            f"{card.question_groups[name]} / {card.distinct_answers[name]}"] for name in ("train", "val", "test")],
         ["autoencoder sentences (train split only)", card.autoencoder_sentences],
         ["embedding width", card.dim],

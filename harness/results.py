@@ -54,10 +54,12 @@ class TeacherCard(Strict):
 class DataCard(Strict):
     """``data/embedded/card.json``: where the pairs came from, how they were split, which teachers embedded them."""
 
+    task: str
     source: str
-    raw_pairs: int
+    raw_pairs: int  # dialogue: turn pairs; word tasks: dictionary articles or synsets
     duplicates_dropped: int
     empty_dropped: int
+    entries_dropped: dict[str, int]  # word tasks: every entry left out, by reason
     pairs: dict[str, int]
     question_groups: dict[str, int]
     distinct_answers: dict[str, int]

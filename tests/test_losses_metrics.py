@@ -12,7 +12,7 @@ from cube.losses import (
     stage_loss,
     triplet_loss,
 )
-from cube.metrics import evaluate, hubness, retrieval_ranks
+from cube.metrics import csls_scores, evaluate, hubness, retrieval_ranks
 
 
 def unit(n: int, d: int = 16, seed: int = 0) -> torch.Tensor:
@@ -102,6 +102,20 @@ def test_hubness_is_zero_when_even_and_large_with_a_hub():
     assert hubness(candidates, candidates, k=1) == 0.0
     hub_queries = candidates[:1].expand(50, -1) + 0.01 * unit(50, seed=4)
     assert hubness(hub_queries, candidates, k=1) > 3.0
+
+
+def test_csls_takes_a_hubs_pull_away_and_matches_its_definition():
+    """Every query leans towards one candidate (a hub) a little more than towards its own: cosine ranks the hub
+    first for all, CSLS ranks each query's own candidate first."""
+    candidates = unit(20, seed=5)
+    hub = candidates[0]
+    queries = candidates + 1.2 * hub
+    cos = F.normalize(queries, dim=-1) @ candidates.T
+    assert (cos.argmax(dim=1) == 0).all()
+    scores = csls_scores(queries, candidates, k=3)
+    assert (scores.argmax(dim=1) == torch.arange(20)).all()
+    r_queries, r_candidates = cos.topk(3, dim=1).values.mean(1), cos.topk(3, dim=0).values.mean(0)
+    assert torch.allclose(scores, 2 * cos - r_queries[:, None] - r_candidates[None, :], atol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

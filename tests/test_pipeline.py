@@ -341,3 +341,22 @@ def test_dvc_plots_show_renders_every_plot_offline(repo):
     cdn = run([sys.executable, "-m", "harness.plots_page", "check", "--html-template", str(default_page)], repo,
               check=False)
     assert cdn.returncode == 1 and "FAILED: 0 of" in cdn.stdout
+
+
+def test_dvc_exp_run_switches_the_task_with_one_setting(repo):
+    """`-S data.task=translation`: the same pipeline maps German words to English ones, drawn from FreeDict, split by
+    target lemma; the experiment runs apart from the workspace, which keeps its dialogue results."""
+    before = (repo / "metrics/evaluate.json").read_text()
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "before the task switch"], repo, check=False)
+    dvc("exp", "run", "--temp", "-n", "words", "-S", "data.task=translation", "-S", "data.max_pairs=600",
+        "-S", "quality.extra_seeds=[]", cwd=repo)
+    assert (repo / "metrics/evaluate.json").read_text() == before
+    shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
+    (words,) = [e["revs"][0]["data"] for entry in shown for e in (entry.get("experiments") or [])
+                if e["revs"][0].get("name") == "words"]
+    assert words["params"]["params.yaml"]["data"]["data"]["task"] == "translation"
+    card = words["metrics"]["metrics/data_card.json"]["data"]
+    assert card["task"] == "translation" and card["source"] == "FreeDict deu-eng"
+    assert sum(card["pairs"].values()) == 600 and card["entries_dropped"]["inflected form (plural)"] > 0
+    assert "mrr" in words["metrics"]["metrics/evaluate.json"]["data"]["stages"]["advanced"]["test"]
