@@ -58,7 +58,11 @@ def read_dictd(index: Path, data: Path) -> Iterator[str]:
         seen.add(where)
         if where[0] + where[1] > len(text):
             raise DictionaryError(f"{index}:{number}: article at {where[0]}+{where[1]} is past the end of {data}")
-        article = text[where[0] : where[0] + where[1]].decode("utf-8", errors="replace")
+        try:
+            article = text[where[0] : where[0] + where[1]].decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DictionaryError(f"{data}: the article of {index.name}:{number} is not UTF-8 at byte "
+                                  f"{where[0] + err.start}; fetch the source again (python -m cube.sources fetch)") from None
         if not fields[0].startswith("00database") and not fields[0].startswith("00-database"):
             yield article
 

@@ -106,8 +106,9 @@ def _deb_members(data: bytes) -> dict[str, bytes]:
 
 def unpack(deb: bytes, source: DebianSource, dest: Path) -> None:
     """The source's files from a .deb's data archive into ``dest`` (flat), written whole or not at all."""
-    (data_name,) = [name for name in _deb_members(deb) if name.startswith("data.tar")]
-    with tarfile.open(fileobj=io.BytesIO(_deb_members(deb)[data_name])) as archive:
+    members = _deb_members(deb)
+    (data_name,) = [name for name in members if name.startswith("data.tar")]
+    with tarfile.open(fileobj=io.BytesIO(members[data_name])) as archive:
         names = set(archive.getnames())
         missing = [member for member in source.files if member not in names]
         if missing:

@@ -72,6 +72,13 @@ def test_a_malformed_index_names_the_file_and_line():
         list(read_dictd(DATA / "freedict/truncated.index", FREEDICT_DATA))
 
 
+def test_an_article_that_is_not_utf8_names_the_file_and_its_index_line(tmp_path):
+    (tmp_path / "bad.dict").write_bytes(b"Hund <n>\ndog\ncaf\xe9\n")
+    (tmp_path / "bad.index").write_text("Hund\tA\tS\n", encoding="utf-8")  # offset 0, length 18
+    with pytest.raises(DictionaryError, match=r"bad.dict: the article of bad.index:1 is not UTF-8 at byte 16"):
+        list(read_dictd(tmp_path / "bad.index", tmp_path / "bad.dict"))
+
+
 def test_wordnet_reader_drops_the_licence_header_examples_and_adjective_markers():
     entries = list(read_wordnet(DATA / "wordnet"))
     assert len(entries) == 10 + 2 + 2 + 1
