@@ -46,10 +46,13 @@ class EmbeddedSplit:
         """Every quality metric of predictions for this split's pairs."""
         return metrics.evaluate(pred, self.answers, self.candidates, self.answer_index, self.gold_mask())
 
-    def score_with_pairs(self, pred: torch.Tensor) -> tuple[dict[str, float], dict[str, list[float]]]:
-        """``score`` and each pair's cosine, hit@1 and reciprocal rank (``metrics.PER_PAIR``), ranked once."""
-        pairs = metrics.per_pair(pred, self.answers, self.candidates, self.answer_index, self.gold_mask())
-        return metrics.summarise(pairs, pred, self.candidates), {name: pairs[name].tolist() for name in metrics.PER_PAIR}
+    def score_with_pairs(self, pred: torch.Tensor,
+                         csls: bool = False) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """``score`` and each pair's cosine, hit@1 and reciprocal rank (``metrics.PER_PAIR``), ranked once; ``csls``
+        adds the hit and reciprocal rank under CSLS retrieval (``metrics.CSLS_PER_PAIR``)."""
+        pairs = metrics.per_pair(pred, self.answers, self.candidates, self.answer_index, self.gold_mask(), csls)
+        kept = metrics.PER_PAIR + (metrics.CSLS_PER_PAIR if csls else ())
+        return metrics.summarise(pairs, pred, self.candidates), {name: pairs[name].tolist() for name in kept}
 
     def gold_mask(self) -> torch.Tensor:
         """(N, M) True where a candidate is an answer to the same question group as the pair."""

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 RECALL_AT = (1, 5, 10)
 PER_PAIR = ("cosine", "recall@1", "mrr")  # the measures kept pair by pair, for paired comparisons
+CSLS_PER_PAIR = ("csls recall@1", "csls mrr")  # the same retrieval ranked by CSLS, where a task's anchors use it
 
 
 class NonFinitePredictions(ValueError):
@@ -35,7 +36,11 @@ def retrieval_ranks(pred: torch.Tensor, candidates: torch.Tensor, answer_index: 
     penalised for ranking the others high. Ties count against the true answer.
     """
     check_finite(pred)
-    scores = F.normalize(pred, dim=-1) @ F.normalize(candidates, dim=-1).T
+    return ranks_by_scores(F.normalize(pred, dim=-1) @ F.normalize(candidates, dim=-1).T, answer_index, gold)
+
+
+def ranks_by_scores(scores: torch.Tensor, answer_index: torch.Tensor, gold: torch.Tensor | None = None) -> torch.Tensor:
+    """1-based rank of each row's true answer in an (N, M) score matrix, filtered as ``retrieval_ranks`` says."""
     true = scores.gather(1, answer_index.unsqueeze(1))
     competitors = scores
     if gold is not None:
@@ -75,12 +80,19 @@ def hubness(pred: torch.Tensor, candidates: torch.Tensor, k: int = 10) -> float:
 
 
 def per_pair(pred: torch.Tensor, answers: torch.Tensor, candidates: torch.Tensor,
-             answer_index: torch.Tensor, gold: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Each pair's cosine to its answer, hit at rank 1 (0/1) and reciprocal rank: the means are the split's scores."""
+             answer_index: torch.Tensor, gold: torch.Tensor | None = None, csls: bool = False) -> dict[str, torch.Tensor]:
+    """Each pair's cosine to its answer, hit at rank 1 (0/1) and reciprocal rank: the means are the split's scores.
+
+    ``csls`` adds the hit and reciprocal rank under CSLS retrieval (``csls_scores``), the bilingual-lexicon
+    benchmarks' ranking."""
     pred = pred.float()
     ranks = retrieval_ranks(pred, candidates, answer_index, gold).double()
-    return {"cosine": F.cosine_similarity(pred, answers, dim=-1).double(),
-            "recall@1": (ranks <= 1).double(), "mrr": 1.0 / ranks, "ranks": ranks}
+    pairs = {"cosine": F.cosine_similarity(pred, answers, dim=-1).double(),
+             "recall@1": (ranks <= 1).double(), "mrr": 1.0 / ranks, "ranks": ranks}
+    if csls:
+        csls_ranks = ranks_by_scores(csls_scores(pred, candidates), answer_index, gold).double()
+        pairs |= {"csls recall@1": (csls_ranks <= 1).double(), "csls mrr": 1.0 / csls_ranks}
+    return pairs
 
 
 def evaluate(pred: torch.Tensor, answers: torch.Tensor, candidates: torch.Tensor,
@@ -96,6 +108,9 @@ def summarise(pairs: dict[str, torch.Tensor], pred: torch.Tensor, candidates: to
     for k in RECALL_AT:
         result[f"recall@{k}"] = float((ranks <= k).double().mean())
     result["mrr"] = float(pairs["mrr"].mean())
+    for name in CSLS_PER_PAIR:
+        if name in pairs:
+            result[name] = float(pairs[name].mean())
     result["hubness"] = hubness(pred.float(), candidates)
     result["candidates"] = len(candidates)
     return result

@@ -20,16 +20,17 @@ from cube import atomic, baselines
 from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.device import choose_device, set_determinism
 from cube.embedded import EmbeddedData, EmbeddedSplit
-from cube.metrics import PER_PAIR, NonFinitePredictions
+from cube.metrics import CSLS_PER_PAIR, NonFinitePredictions
 from cube.processor import EmbeddingProcessor, Mode
 from cube.stages import BY_NAME
+from cube.tasks import TASKS
 from cube.trainer import predict
 from harness import paired, paths
 from harness.config import Params
 from harness.results import Evaluation, write_result
 from harness.train import embedded_for
 
-SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
+SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")  # and CSLS_PER_PAIR where ranked
 CUBE = "cube: "
 # The quality target: the chosen stage significantly better than each of these baselines on these measures.
 TARGET = {name: ("recall@1", "mrr", "cosine") if name in ("identity", "ridge") else ("recall@1", "mrr")
@@ -40,18 +41,18 @@ class PredictionError(ValueError):
     """A model's predictions cannot be scored (non-finite); names the model, the stage and the seed."""
 
 
-def score_or_refuse(split: EmbeddedSplit, pred: torch.Tensor, model: str,
-                    seed: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+def score_or_refuse(split: EmbeddedSplit, pred: torch.Tensor, model: str, seed: int,
+                    csls: bool = False) -> tuple[dict[str, float], dict[str, list[float]]]:
     """The split's scores and per-pair scores of ``pred``; non-finite predictions are refused naming the model."""
     try:
-        return split.score_with_pairs(pred)
+        return split.score_with_pairs(pred, csls)
     except NonFinitePredictions as err:
         raise PredictionError(f"evaluate: {model} under seed {seed} on the {split.name} split: {err}") from None
 
 
 def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device: torch.device, seed: int,
                   pairs: dict[str, Any]) -> dict[str, Any]:
-    scores = {}
+    scores, csls = {}, TASKS[params.data.task].csls
     for stage in paths.STAGES:
         checkpoint = load_checkpoint(checkpoints / stage)
         mode = Mode(BY_NAME[stage].mode)
@@ -59,10 +60,11 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
         load_model_weights(model, checkpoint, "best")
         model.to(device)
         name = f"stage {stage!r} ({checkpoints / stage})"
-        test, pairs[CUBE + stage] = score_or_refuse(data.test, predict(model, data.test.questions, device), name, seed)
+        test, pairs[CUBE + stage] = score_or_refuse(data.test, predict(model, data.test.questions, device), name, seed,
+                                                    csls)
         scores[stage] = {
             "test": test,
-            "val": score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed)[0],
+            "val": score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed, csls)[0],
             "parameters": model.parameter_count(),
             "best_epoch": checkpoint.meta["best_epoch"],
             "no_change": checkpoint.meta["best_epoch"] == 0 and BY_NAME[stage].previous is not None,
@@ -72,14 +74,15 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
 
 def _baseline_scores(params: Params, data: EmbeddedData, seed: int, device: torch.device,
                      pairs: dict[str, Any]) -> dict[str, Any]:
-    scores = {}
+    scores, csls = {}, TASKS[params.data.task].csls
     for baseline in baselines.fit_all(data, seed, params.baselines, params.train, device):
         with torch.no_grad():
             name = f"baseline {baseline.name!r}"
-            test, pairs[baseline.name] = score_or_refuse(data.test, baseline.predict(data.test.questions), name, seed)
+            test, pairs[baseline.name] = score_or_refuse(data.test, baseline.predict(data.test.questions), name, seed,
+                                                         csls)
             scores[baseline.name] = {
                 "test": test,
-                "val": score_or_refuse(data.val, baseline.predict(data.val.questions), name, seed)[0],
+                "val": score_or_refuse(data.val, baseline.predict(data.val.questions), name, seed, csls)[0],
                 "parameters": baseline.parameters,
                 "note": baseline.note,
                 "tuning": baseline.tuning,
@@ -91,6 +94,8 @@ def _baseline_scores(params: Params, data: EmbeddedData, seed: int, device: torc
 def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation (0 for one run) of every model's scores over the seeds' runs."""
     first = next(iter(runs.values()))
+    any_model = next(iter(first["stages"].values()))
+    measures = SUMMARISED + tuple(m for m in CSLS_PER_PAIR if m in any_model["test"])
     models: dict[str, Any] = {}
     for group, prefix in (("stages", CUBE), ("baselines", "")):
         for name in first[group]:
@@ -101,7 +106,7 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 entry["no_change_in"] = [seed for seed, run in runs.items() if run[group][name].get("no_change")]
             for split in ("test", "val"):
                 entry[split] = {}
-                for measure in SUMMARISED:
+                for measure in measures:
                     values = [run[group][name][split][measure] for run in runs.values()]
                     entry[split][measure] = {"mean": statistics.fmean(values),
                                              "std": statistics.stdev(values) if len(values) > 1 else 0.0}
@@ -119,10 +124,11 @@ def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: 
             shared_pairs: bool = True) -> dict[str, dict[str, Any]]:
     """Paired differences (cube stage minus baseline) on every per-pair measure, over every seed's test pairs."""
     seeds = list(pair_scores)
+    measures = list(pair_scores[seeds[0]][CUBE + stage])
     comparisons: dict[str, dict[str, Any]] = {}
     for name in baseline_names:
         comparisons[name] = {}
-        for measure in PER_PAIR:
+        for measure in measures:
             ours = [pair_scores[seed][CUBE + stage][measure] for seed in seeds]
             theirs = [pair_scores[seed][name][measure] for seed in seeds]
             comparisons[name][measure] = paired.paired_difference(ours, theirs, measure,

@@ -10,6 +10,7 @@ from cube import atomic
 from cube.baselines import BASELINE_ORDER, SWEPT
 from cube.checkpoint import SIDECAR
 from cube.device import choose_device
+from cube.metrics import CSLS_PER_PAIR
 from cube.tasks import TASKS
 from harness import paired, paths, plots
 from harness.config import Params
@@ -34,7 +35,6 @@ from harness.results import (
     read_result,
 )
 
-QUALITY = SUMMARISED  # the measures evaluate summarises over seeds are the ones every table shows
 COMPARED = ("recall@1", "mrr", "cosine")
 CUBE_TUNING = {"advanced": f"loss mix: {SWEPT}"}  # scripts/val_sweep_advanced.py; the other stages were not swept
 DETECT = 0.02  # the MRR difference the report says how many pairs would be needed to detect
@@ -90,12 +90,24 @@ def _stage_label(name: str, no_change_in: list[str], seeds: int) -> str:
     return f"{name} (no change: kept its starting map in {where})"
 
 
+def quality_measures(evaluation: Evaluation) -> tuple[str, ...]:
+    """The measures evaluate summarised over seeds, every table's columns: CSLS ones only where the task ranks by it."""
+    first = next(iter(evaluation.summary.models.values()))
+    return SUMMARISED + tuple(m for m in CSLS_PER_PAIR if m in first.test)
+
+
+def compared_measures(comparisons: dict[str, dict[str, Comparison]]) -> tuple[str, ...]:
+    """The paired measures in the report's order: recall@1, MRR, cosine, then any CSLS ranking."""
+    first = next(iter(comparisons.values()))
+    return COMPARED + tuple(m for m in CSLS_PER_PAIR if m in first)
+
+
 def target_lines(comparisons: dict[str, dict[str, Comparison]], stage: str, missed: list[str]) -> list[str]:
     """Which baselines the chosen stage is better than, not significantly different from, or worse than, and the
     quality target as evaluate judged it (significant wins only)."""
     by_verdict: dict[str, list[str]] = {paired.BETTER: [], paired.NO_DIFFERENCE: [], paired.WORSE: []}
     for name, measures in comparisons.items():
-        for measure in COMPARED:
+        for measure in compared_measures(comparisons):
             shown = f"{name} on {measure}" + (" (borderline)" if measures[measure].borderline else "")
             by_verdict[measures[measure].verdict].append(shown)
     lines = [f"- significantly **better** than: {', '.join(by_verdict[paired.BETTER]) or 'none'};",
@@ -145,7 +157,7 @@ def _paired_section(evaluation: Evaluation, comparisons: dict[str, dict[str, Com
            "smallest true difference this split finds with 80% power.", ""]
     rows = []
     for name, measures in comparisons.items():
-        for measure in COMPARED:
+        for measure in compared_measures(comparisons):
             d = difference(measures[measure])
             rows.append([name, measure, f"{d.mean:+.4f}", d.interval(), d.shown_verdict(), f"{d.detectable:.4f}"])
     out += [_table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), "",
@@ -171,6 +183,7 @@ def _quality_section(evaluation: Evaluation, seed: int) -> list[str]:
     comparisons = in_order(evaluation.comparisons, BASELINE_ORDER)
     seeds = ", ".join(str(s) for s in summary.seeds)
     count = len(summary.seeds)
+    measures = quality_measures(evaluation)
     out = ["## Quality on the test split", "",
            f"{evaluation.test_pairs} test pairs; each answer is ranked among the split's "
            f"{evaluation.test_candidates} distinct answers (other answers of the same question are not "
@@ -184,7 +197,12 @@ def _quality_section(evaluation: Evaluation, seed: int) -> list[str]:
                  f"split variation; the counts above are seed {seed}'s split)." if evaluation.resplit else
                  "(the seed changes initialisation and batch order, not the data split); the ± is training noise "
                  "only: the paired intervals below add the test pairs' own spread.") if count > 1 else
-              f"One seed ({seeds}), so every ± is 0: list more in quality.extra_seeds for a spread."), ""]
+              f"One seed ({seeds}), so every ± is 0: list more in quality.extra_seeds for a spread.")
+           + (" The `csls` columns rank the same candidates by cross-domain similarity local scaling (Conneau et "
+              "al., 2018: twice the cosine less each side's mean cosine to its 10 nearest neighbours on the other "
+              "side), the retrieval the bilingual-lexicon benchmarks (MUSE, VecMap) report: it discounts hubs, "
+              "candidates near many predictions. Models are trained and chosen on plain cosine ranking."
+              if set(CSLS_PER_PAIR) & set(measures) else ""), ""]
     rows = []
     for name, entry in models.items():
         if entry.group == "stages":
@@ -192,18 +210,19 @@ def _quality_section(evaluation: Evaluation, seed: int) -> list[str]:
             tuning = CUBE_TUNING.get(name.removeprefix("cube: "), "defaults, not swept")
         else:
             label, tuning = name, entry.tuning
-        rows.append([label, *[_mean_std(entry.test[m]) for m in QUALITY], entry.parameters, tuning])
-    out.append(_table(["model", *QUALITY, "parameters", "tuning on validation"], rows))
+        rows.append([label, *[_mean_std(entry.test[m]) for m in measures], entry.parameters, tuning])
+    out.append(_table(["model", *measures, "parameters", "tuning on validation"], rows))
     out += ["", "![test quality by stage and baseline](test_quality.png)", ""]
     out += _paired_section(evaluation, comparisons, models)
     out += [f"### Seed {seed} alone", "",
             "The pipeline's own checkpoints (`checkpoints/<stage>`), which the Stages section below reads (the "
             "regression gate reads every seed).", ""]
     rows = [[_stage_label(f"cube: {s}", [str(seed)] if v.no_change else [], 1),
-             *[v.test.measure(m) for m in QUALITY], v.parameters] for s, v in in_order(evaluation.stages, paths.STAGES).items()]
-    rows += [[name, *[v.test.measure(m) for m in QUALITY], v.parameters]
+             *[v.test.measure(m) for m in measures], v.parameters]
+            for s, v in in_order(evaluation.stages, paths.STAGES).items()]
+    rows += [[name, *[v.test.measure(m) for m in measures], v.parameters]
              for name, v in in_order(evaluation.baselines, BASELINE_ORDER).items()]
-    out.append(_table(["model", *QUALITY, "parameters"], rows))
+    out.append(_table(["model", *measures, "parameters"], rows))
     return out + [""]
 
 
@@ -217,7 +236,8 @@ def build_report(params: Params) -> Path:
 
     plots.loss_curves(histories, paths.REPORTS / "loss_curves.png")
     plots.quality_bars(ordered_models(evaluation), evaluation.summary.seeds, paths.REPORTS / "test_quality.png")
-    plots.paired_differences(in_order(evaluation.comparisons, BASELINE_ORDER), COMPARED, evaluation.chosen_stage,
+    plots.paired_differences(in_order(evaluation.comparisons, BASELINE_ORDER),
+                             compared_measures(evaluation.comparisons), evaluation.chosen_stage,
                              paths.REPORTS / "paired_differences.png")
     plots.throughput(bench, paths.REPORTS / "throughput.png")
     plots.scaling(bench.scaling, bench.device, paths.REPORTS / "scaling.png")

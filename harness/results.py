@@ -107,6 +107,8 @@ class Scores(Strict):
     mrr: Number
     hubness: Number
     candidates: int
+    csls_recall_at_1: Number | None = Field(None, alias="csls recall@1")  # where the task ranks by CSLS too
+    csls_mrr: Number | None = Field(None, alias="csls mrr")
 
     def measure(self, name: str) -> Number:
         return self.model_dump(by_alias=True)[name]

@@ -118,6 +118,21 @@ def test_csls_takes_a_hubs_pull_away_and_matches_its_definition():
     assert torch.allclose(scores, 2 * cos - r_queries[:, None] - r_candidates[None, :], atol=1e-6)
 
 
+def test_a_task_ranked_by_csls_scores_each_pair_both_ways_and_the_others_only_by_cosine():
+    from cube.metrics import CSLS_PER_PAIR, per_pair, summarise
+
+    candidates = unit(20, seed=5)
+    queries = candidates + 1.2 * candidates[0]  # every query nearer the hub than its own candidate
+    index = torch.arange(20)
+    plain = per_pair(queries, candidates, candidates, index)
+    assert not set(CSLS_PER_PAIR) & set(plain)
+    both = per_pair(queries, candidates, candidates, index, csls=True)
+    assert both["recall@1"].sum() == 1  # only the hub's own query
+    assert (both["csls recall@1"] == 1).all() and (both["csls mrr"] == 1).all()
+    assert summarise(both, queries, candidates)["csls mrr"] == 1.0
+    assert "csls mrr" not in summarise(plain, queries, candidates)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_predictions_are_refused_never_ranked_as_hits(bad):
     from cube.metrics import NonFinitePredictions

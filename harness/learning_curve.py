@@ -1,0 +1,283 @@
+"""Quality against training pairs: the cube and the trainable baselines at growing training sets, on one test split.
+
+``python -m harness.learning_curve profiles/translation.yaml`` lays the profile over params.yaml, draws
+``--pool`` pairs of its task (the data stage's own random draw and group-keeping split, with ``--val``/``--test``
+fractions sized for at least 2,500 test pairs), and trains on the first N training pairs of one fixed shuffle for
+every N in ``--sizes`` (nested sets), under every seed in ``--seeds``. Every trainable model gets one recipe, the
+cube's contrastive stage (``train.advanced``: InfoNCE + cosine + diversity, AdamW, clipping, plateau schedule,
+early stopping on validation MRR, epoch-0 fallback), the baselines with their tuned lr, weight decay and
+temperature (``baselines``). The baselines start as the identity map; the cube reaches its identity-like start
+through its autoencoder stage on the smallest set's sentences, so every size starts from the same cube. Ridge and
+Procrustes are fit in closed form on the same pairs. Each figure is a paired difference against identity on the
+test pairs (``harness/paired.py``: the interval spans test pairs and seeds).
+
+Writes ``learning_curve.json``, ``learning_curve.md`` and ``learning_curve.png`` to ``--out``
+(default ``reports/learning_curve/``); the test split is read for scoring only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from cube import atomic, baselines
+from cube.device import set_determinism
+from cube.embedded import EmbeddedData, build_embedded_data, embed_split
+from cube.pairs import unique_sentences
+from cube.processor import EmbeddingProcessor, Mode
+from cube.tasks import TASKS
+from cube.trainer import CubeTrainer, predict
+from harness import paired
+from harness.config import Params, params_from_dict
+from harness.profile import ROOT, merge
+
+CUBE = "cube"
+TRAINED = (CUBE, baselines.LINEAR, "mlp")
+CLOSED_FORM = ("ridge", "procrustes")
+MODELS = TRAINED + CLOSED_FORM
+MEASURE = "mrr"
+
+
+def curve_params(profile: Path, pool: int, val: float, test: float) -> Params:
+    """params.yaml with the profile laid over it and the pool's size and split fractions."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    merge(raw, yaml.safe_load(profile.read_text(encoding="utf-8")) or {})
+    merge(raw, {"data": {"max_pairs": pool, "val_fraction": val, "test_fraction": test}})
+    return params_from_dict(raw, f"params.yaml + {profile.name}")
+
+
+def subset(data: EmbeddedData, size: int) -> EmbeddedData:
+    """``data`` with its first ``size`` training pairs (of a fixed shuffle) and their sentences for the autoencoder."""
+    order = list(range(len(data.train)))
+    random.Random(0).shuffle(order)
+    pairs = [data.train.pairs[i] for i in order[:size]]
+    lookup: dict[str, torch.Tensor] = {}
+    for split in (data.train, data.val, data.test):
+        for pair, question, answer in zip(split.pairs, split.questions, split.answers):
+            lookup[pair.question], lookup[pair.answer] = question, answer
+    sentences = torch.stack([lookup[s] for s in unique_sentences(pairs)])
+    return replace(data, train=embed_split("train", pairs, lookup), sentences=sentences)
+
+
+def identity_start(params: Params, data: EmbeddedData, seed: int) -> dict[str, torch.Tensor]:
+    """The cube after its autoencoder stage on ``data``: the start every size trains from under ``seed``."""
+    torch.manual_seed(seed)
+    model = EmbeddingProcessor(data.dim, params.cube, Mode.AUTOENCODER)
+    CubeTrainer(model, "autoencoder", params.train.autoencoder, data, seed=seed).fit()
+    return model.state_dict()
+
+
+def train_model(name: str, params: Params, data: EmbeddedData, seed: int,
+                cube_start: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, int]:
+    """One trainable model through the contrastive stage; its best epoch."""
+    torch.manual_seed(seed)
+    if name == CUBE:
+        model: torch.nn.Module = EmbeddingProcessor(data.dim, params.cube, Mode.DIALOGUE)
+        model.load_state_dict(cube_start)
+        config = params.train.advanced
+    else:
+        tuned = params.baselines.linear if name == baselines.LINEAR else params.baselines.mlp
+        model = (baselines.LinearMap(data.dim) if name == baselines.LINEAR
+                 else baselines.ResidualMLP(data.dim, params.baselines.mlp.hidden))
+        config = replace(params.train.advanced, lr=tuned.lr, weight_decay=tuned.weight_decay,
+                         infonce_temperature=tuned.infonce_temperature)
+    result = CubeTrainer(model, "advanced", config, data, seed=seed).fit()
+    model.cpu().eval()
+    return model, result.best_epoch
+
+
+def closed_form(name: str, data: EmbeddedData) -> baselines.Baseline:
+    return baselines.ridge(data.train, data.val) if name == "ridge" else baselines.procrustes(data.train)
+
+
+def run(params: Params, sizes: list[int], seeds: list[int]) -> dict[str, Any]:
+    """Every model at every size under every seed: per-pair test scores, validation MRR, epochs and seconds."""
+    set_determinism(True)
+    csls = TASKS[params.data.task].csls
+    data = build_embedded_data(params, progress=True)
+    if max(sizes) > len(data.train):
+        raise SystemExit(f"error: the largest size {max(sizes):,} is more than the {len(data.train):,} training "
+                         "pairs of this pool; raise --pool or lower --sizes")
+    cpu = torch.device("cpu")
+    test_scores, pairs = data.test.score_with_pairs(data.test.questions, csls)
+    identity = {"test": test_scores, "pairs": pairs}
+    runs: dict[str, Any] = {}
+    starts = {seed: identity_start(params, subset(data, min(sizes)), seed) for seed in seeds}
+    for size in sizes:
+        part = subset(data, size)
+        for model_name in MODELS:
+            for seed in seeds if model_name in TRAINED else seeds[:1]:
+                began = time.perf_counter()
+                if model_name in TRAINED:
+                    model, best_epoch = train_model(model_name, params, part, seed, starts[seed])
+                    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+                    predictor = lambda q, m=model: predict(m, q, cpu)  # noqa: E731
+                else:
+                    fitted = closed_form(model_name, part)
+                    predictor, count, best_epoch = fitted.predict, fitted.parameters, 0
+                with torch.no_grad():
+                    test, per_pair = data.test.score_with_pairs(predictor(data.test.questions), csls)
+                    val = data.val.score(predictor(data.val.questions))
+                seconds = time.perf_counter() - began
+                runs.setdefault(model_name, {}).setdefault(str(size), {})[str(seed)] = {
+                    "test": test, "val_mrr": val["mrr"], "pairs": per_pair, "parameters": count,
+                    "best_epoch": best_epoch, "seconds": seconds}
+                print(f"{size:>6} pairs  {model_name:<22} seed {seed}: test MRR {test['mrr']:.4f}  "
+                      f"val MRR {val['mrr']:.4f}  ({seconds:.0f} s)", flush=True)
+    return {"data": data, "identity": identity, "runs": runs}
+
+
+def summarise(result: dict[str, Any], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
+    """Per model and size: mean ± std over seeds, the paired gain over identity, and the cube against each rival."""
+    identity, runs = result["identity"], result["runs"]
+    measures = [m for m in ("mrr", "recall@1", "csls mrr", "csls recall@1") if m in identity["pairs"]]
+    rows: dict[str, Any] = {}
+    for model_name in MODELS:
+        for size in sizes:
+            by_seed = runs[model_name][str(size)]
+            row: dict[str, Any] = {"parameters": next(iter(by_seed.values()))["parameters"],
+                                   "seeds": [int(s) for s in by_seed],
+                                   "seconds": statistics.fmean(r["seconds"] for r in by_seed.values()),
+                                   "val_mrr": statistics.fmean(r["val_mrr"] for r in by_seed.values())}
+            for measure in measures:
+                values = [r["test"][measure] for r in by_seed.values()]
+                row[measure] = {"mean": statistics.fmean(values),
+                                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+                ours = [r["pairs"][measure] for r in by_seed.values()]
+                gain = paired.paired_difference(ours, [identity["pairs"][measure]] * len(ours), measure)
+                row[f"gain {measure}"] = gain.to_dict() | {"verdict": gain.verdict}
+            rows.setdefault(model_name, {})[str(size)] = row
+    versus: dict[str, Any] = {}
+    for rival in MODELS[1:]:
+        for size in sizes:
+            ours = [runs[CUBE][str(size)][str(s)]["pairs"][MEASURE] for s in seeds]
+            theirs_runs = runs[rival][str(size)]
+            theirs = [theirs_runs[str(s) if str(s) in theirs_runs else str(seeds[0])]["pairs"][MEASURE] for s in seeds]
+            d = paired.paired_difference(ours, theirs, MEASURE)
+            versus.setdefault(rival, {})[str(size)] = d.to_dict() | {"verdict": d.verdict}
+    data = result["data"]
+    return {"task": data.card["task"], "source": data.card["source"], "sizes": sizes, "seeds": seeds,
+            "test_pairs": len(data.test), "test_candidates": len(data.test.candidates), "val_pairs": len(data.val),
+            "train_pool": len(data.train), "measures": measures,
+            "identity": {m: identity["test"][m] for m in measures}, "models": rows, "cube_versus": versus}
+
+
+def _interval(entry: dict[str, Any]) -> str:
+    return f"{entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]"
+
+
+def render(summary: dict[str, Any], command: str, wall: float) -> str:
+    sizes, seeds = summary["sizes"], summary["seeds"]
+    lines = [f"# Learning curve: {summary['task']} ({summary['source']})", "",
+             f"Written by `{command}` ({wall / 60:.0f} min on this machine). Test: {summary['test_pairs']:,} pairs, "
+             f"each ranked among {summary['test_candidates']:,} distinct targets; validation {summary['val_pairs']:,} "
+             f"pairs; training sets are the first N of {summary['train_pool']:,} training pairs in one fixed shuffle "
+             f"(nested). Seeds {', '.join(map(str, seeds))} for the trained models (initialisation and batch order); "
+             "ridge and Procrustes are closed form (one fit). Every trained model gets the cube's contrastive "
+             "stage recipe (`train.advanced`), the baselines with their tuned lr, weight decay and temperature; the "
+             "cube starts from its autoencoder stage on the smallest set's sentences, the baselines from the "
+             "identity map. Gains are paired differences against identity on the same test pairs with 95% "
+             "intervals over pairs and seeds (`harness/paired.py`).", "",
+             f"Identity (no training): test MRR {summary['identity']['mrr']:.4f}, recall@1 "
+             f"{summary['identity']['recall@1']:.4f}"
+             + (f", CSLS MRR {summary['identity']['csls mrr']:.4f}" if "csls mrr" in summary["identity"] else "")
+             + ".", "", "![test MRR gain over identity against training pairs](learning_curve.png)", "",
+             "| model | train pairs | test MRR (mean ± std) | gain over identity [95%] | verdict | val MRR | "
+             "parameters | seconds per run |", "|---|---|---|---|---|---|---|---|"]
+    for model_name, by_size in summary["models"].items():
+        for size in sizes:
+            row = by_size[str(size)]
+            gain = row["gain mrr"]
+            lines.append(f"| {model_name} | {size:,} | {row['mrr']['mean']:.4f} ± {row['mrr']['std']:.4f} | "
+                         f"{_interval(gain)} | {gain['verdict']} | {row['val_mrr']:.4f} | {row['parameters']:,} | "
+                         f"{row['seconds']:.0f} |")
+    if "csls mrr" in summary["measures"]:
+        lines += ["", "With CSLS retrieval (the bilingual-lexicon benchmarks' ranking; models trained on plain "
+                  "cosine ranking):", "", "| model | " + " | ".join(f"{s:,}" for s in sizes) + " |",
+                  "|---|" + "---|" * len(sizes)]
+        for model_name, by_size in summary["models"].items():
+            lines.append(f"| {model_name} | " + " | ".join(
+                f"{by_size[str(s)]['csls mrr']['mean']:.4f} ({_interval(by_size[str(s)]['gain csls mrr'])})"
+                for s in sizes) + " |")
+    lines += ["", "The cube against each rival on test MRR (cube minus rival, 95% interval, verdict):", "",
+              "| rival | " + " | ".join(f"{s:,} pairs" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for rival, by_size in summary["cube_versus"].items():
+        lines.append(f"| {rival} | " + " | ".join(
+            f"{_interval(by_size[str(s)])} {by_size[str(s)]['verdict']}" for s in sizes) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Test MRR gain over identity against training pairs (log axis), one line per model, 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    sizes = summary["sizes"]
+    for offset, (model_name, by_size) in enumerate(summary["models"].items()):
+        gains = [by_size[str(s)]["gain mrr"] for s in sizes]
+        xs = [s * (1 + 0.03 * (offset - 2)) for s in sizes]  # nudged apart so the bars do not overlap
+        axis.errorbar(xs, [g["mean"] for g in gains], capsize=3, marker="o",
+                      yerr=[[g["mean"] - g["low"] for g in gains], [g["high"] - g["mean"] for g in gains]],
+                      label=f"{model_name} ({next(iter(by_size.values()))['parameters']:,} params)")
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set(xscale="log", xlabel="training pairs", ylabel="test MRR minus identity (95% interval)",
+             title=f"{summary['task']}: identity MRR {summary['identity']['mrr']:.3f}, "
+                   f"{summary['test_pairs']:,} test pairs, {len(summary['seeds'])} seeds")
+    axis.set_xticks(sizes, [f"{s:,}" for s in sizes])
+    axis.minorticks_off()
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    tmp = path.with_name(path.stem + ".partial.png")
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.learning_curve", description=__doc__.splitlines()[0])
+    parser.add_argument("profile", type=Path, help="the task's profile (profiles/translation.yaml)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000], help="training pairs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--pool", type=int, default=24000, help="pairs drawn from the task (data.max_pairs)")
+    parser.add_argument("--val", type=float, default=0.035, help="validation fraction of the pool's groups")
+    parser.add_argument("--test", type=float, default=0.12, help="test fraction of the pool's groups")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (fixed, so a re-run computes the same bits)")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "learning_curve")
+    args = parser.parse_args(argv)
+    if not args.profile.is_file():
+        print(f"error: no profile file {args.profile}; profiles are in {ROOT / 'profiles'}", file=sys.stderr)
+        return 2
+    if sorted(set(args.sizes)) != args.sizes or min(args.sizes) < 1:
+        print(f"error: --sizes must be positive and increasing, got {args.sizes}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    params = curve_params(args.profile, args.pool, args.val, args.test)
+    summary = summarise(run(params, args.sizes, args.seeds), args.sizes, args.seeds)
+    wall = time.perf_counter() - began
+    command = ("python -m harness.learning_curve " + str(args.profile) + " --sizes " + " ".join(map(str, args.sizes))
+               + " --seeds " + " ".join(map(str, args.seeds)) + f" --pool {args.pool}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(summary, args.out / "learning_curve.png")
+    atomic.write_json(args.out / "learning_curve.json", summary | {"command": command, "wall_seconds": wall})
+    atomic.write_text(args.out / "learning_curve.md", render(summary, command, wall))
+    print(f"learning curve: {args.out / 'learning_curve.md'} ({wall / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
