@@ -20,11 +20,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cube import atomic
 from harness.provenance import git_revision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,8 +87,9 @@ def share(dest: Path) -> None:
         (dest / name).symlink_to(source, target_is_directory=True)
 
 
-def keep_results(dest: Path, out: Path, overlay: Path, revision: str) -> None:
-    """Copy the clone's report and metrics to ``out``; the report gets a line saying where it came from."""
+def keep_results(dest: Path, out: Path, overlay: Path, revision: str, wall_seconds: float) -> None:
+    """Copy the clone's report and metrics to ``out``; the report gets a line saying where it came from and how
+    long the pipeline took, and ``profile_run.json`` the same facts."""
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -94,10 +97,14 @@ def keep_results(dest: Path, out: Path, overlay: Path, revision: str) -> None:
         for path in dest.glob(pattern):
             if path.name != "baseline.json":
                 shutil.copy2(path, staging / path.name)
+    run_facts = {"profile": str(overlay.relative_to(ROOT)), "revision": revision,
+                 "dvc_repro_wall_seconds": round(wall_seconds, 1), "cpu_count": os.cpu_count()}
+    atomic.write_json(staging / "profile_run.json", run_facts)
     report = staging / "report.md"
     origin = (f"> Profile `{overlay.relative_to(ROOT)}` laid over params.yaml, run by `python -m harness.profile` "
               f"from revision {revision} in a throw-away clone (the provenance table's git revision is that "
-              "clone's single commit).\n\n")
+              f"clone's single commit). The whole `dvc repro` took {wall_seconds / 60:.0f} min on "
+              f"{os.cpu_count()} CPU cores.\n\n")
     report.write_text(origin + report.read_text(encoding="utf-8"), encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
@@ -134,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         make_workspace(dest, overlay)
         if not (args.gate or args.update):
             share(dest)  # a gated run embeds afresh, as CI does: cached embeddings can differ in the last bits
+        began = time.perf_counter()
         repro = run([sys.executable, "-m", "dvc", "repro"], dest, check=False)
+        wall_seconds = time.perf_counter() - began
         if repro.returncode:
             print(f"error: the pipeline under {args.overlay} failed in {dest} (dvc repro exit {repro.returncode}); "
                   f"{out} is left as it was. The end of DVC's output:\n{(repro.stdout + repro.stderr)[-3000:]}",
@@ -143,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(repro.stdout[-3000:], flush=True)
         if args.gate or args.update:
             return gate(dest, overlay.stem, args.update)
-        keep_results(dest, out, overlay, revision)
+        keep_results(dest, out, overlay, revision, wall_seconds)
     print(f"report: {out / 'report.md'}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harness import profile
@@ -58,9 +59,13 @@ def test_results_are_kept_with_their_origin_and_replace_an_older_copy(tmp_path):
     out.mkdir(parents=True)
     (out / "stale.md").write_text("from an older run", encoding="utf-8")
     overlay = profile.ROOT / "profiles" / "chatterbot.yaml"
-    profile.keep_results(clone, out, overlay, "abc1234")
-    assert sorted(p.name for p in out.iterdir()) == ["evaluate.json", "report.md", "test_quality.png"]
+    profile.keep_results(clone, out, overlay, "abc1234", 754.0)
+    assert sorted(p.name for p in out.iterdir()) == ["evaluate.json", "profile_run.json", "report.md",
+                                                     "test_quality.png"]
     report = (out / "report.md").read_text(encoding="utf-8")
     assert report.startswith("> Profile `profiles/chatterbot.yaml`") and "revision abc1234" in report
+    assert "took 13 min" in report
+    run_facts = json.loads((out / "profile_run.json").read_text(encoding="utf-8"))
+    assert run_facts["dvc_repro_wall_seconds"] == 754.0 and run_facts["revision"] == "abc1234"
     assert "# Cube Bench report" in report
     assert not out.with_name("chatterbot.partial").exists()
