@@ -31,7 +31,7 @@ from cube.distributed import (
 from cube.embedded import EmbeddedData, load_embedded, redraw_split
 from cube.processor import EmbeddingProcessor, Mode
 from cube.stages import BY_NAME
-from cube.trainer import CubeTrainer
+from cube.trainer import CubeTrainer, TrainResult
 from dvclive import Live
 from harness import paths
 from harness.config import Params
@@ -115,6 +115,26 @@ def plotted_series(record: dict[str, Any], config: StageConfig) -> dict[str, Any
     return {key: value for key, value in record.items() if key not in skip}
 
 
+def kept_summary(result: TrainResult, config: StageConfig) -> dict[str, Any]:
+    """dvclive's summary, the figures `dvc exp show` and `dvc metrics diff` compare: those of the epoch whose weights
+    the stage kept (its starting point's validation when no epoch beat it), not the last epoch's. Wall time is a fact
+    of the run, not of the model, so it stays in the curves only."""
+    best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
+    flat = plotted_series(best, config) if best else {f"val/{k}": v for k, v in result.start_val.items()}
+    summary: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key in ("seconds", "val/candidates"):
+            continue
+        *parents, leaf = key.split("/")
+        node = summary
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    summary["kept_epoch"] = result.best_epoch
+    summary["step"] = max(result.best_epoch - 1, 0)  # the kept epoch's step in the curves (epoch 1 is step 0)
+    return summary
+
+
 def prune_constant_series(folder: Path) -> list[Path]:
     """Remove the curves of a finished stage that never moved (a validation recall@10 of 1 every epoch, say): a flat
     line tells nothing a plot should show. The training loss is always kept; the removed files are returned."""
@@ -176,6 +196,8 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
             progress=progress and world.is_main, world=world,
         )
         result = trainer.fit()
+        if live is not None:
+            live.summary = kept_summary(result, config)
     if live is not None:
         prune_constant_series(Path(live.plots_dir) / "metrics")
 

@@ -24,3 +24,18 @@ def test_constant_and_duplicate_series_are_not_plotted(tmp_path: Path) -> None:
     curriculum = StageConfig(scheduler="plateau", curriculum=True, mse_weight=1.0)
     assert set(plotted_series(record | {"loss/mse": 0.1}, curriculum)) == {
         "train_loss", "loss/cosine", "loss/mse", "val/mrr", "lr", "pairs_used"}
+
+
+def test_the_summary_dvc_compares_is_the_kept_epoch_not_the_last() -> None:
+    from cube.trainer import TrainResult
+    from harness.train import kept_summary
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val/mrr": mrr, "val/candidates": 50, "seconds": 2.0}
+               for e, mrr in ((1, 0.30), (2, 0.40), (3, 0.35))]
+    result = TrainResult("advanced", history, best_epoch=2, best_value=0.40, monitor="mrr", epochs_run=3,
+                         stopped_early=False, resumed_from_epoch=None, start_val={"mrr": 0.2, "candidates": 50})
+    assert kept_summary(result, StageConfig()) == {"train_loss": 0.5, "val": {"mrr": 0.40}, "kept_epoch": 2,
+                                                   "step": 1}
+    unchanged = TrainResult("advanced", history, best_epoch=0, best_value=0.2, monitor="mrr", epochs_run=3,
+                            stopped_early=True, resumed_from_epoch=None, start_val={"mrr": 0.2, "candidates": 50})
+    assert kept_summary(unchanged, StageConfig()) == {"val": {"mrr": 0.2}, "kept_epoch": 0, "step": 0}

@@ -1,0 +1,117 @@
+"""reports/tasks.md: one section per task, from each task's committed run: what it maps, its data, the quality
+table, the paired verdicts of the chosen cube stage and what its test split can detect.
+
+``python -m harness.task_summary`` reads the default run's ``metrics/`` (the dialogue task) and every
+``reports/<profile>/`` a task profile's run left (``python -m harness.profile profiles/translation.yaml``), plus the
+learning curve's ``reports/learning_curve/learning_curve.json`` when present. It computes nothing new: every figure
+is one those runs wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cube import atomic
+from cube.baselines import BASELINE_ORDER, LINEAR
+from cube.tasks import TASKS
+from harness.profile import ROOT
+from harness.report import _table, compared_measures, detectable_lines, difference, in_order
+from harness.results import DataCard, Evaluation, read_result
+
+RUNS = {"dialogue (default run)": ROOT / "metrics", "translation": ROOT / "reports" / "translation",
+        "reverse dictionary": ROOT / "reports" / "reverse_dictionary"}
+SHOWN = ("identity", "ridge", "procrustes", LINEAR, "mlp")  # the like-for-like rivals the issue of headroom is about
+
+
+def share_of_gain(evaluation: Evaluation, rival: str = LINEAR, measure: str = "mrr") -> float | None:
+    """(cube - identity) / (rival - identity) on the mean over seeds: how much of a rival's gain the cube captures."""
+    models = evaluation.summary.models
+    cube = models[f"cube: {evaluation.chosen_stage}"].test[measure].mean
+    base, theirs = models["identity"].test[measure].mean, models[rival].test[measure].mean
+    return None if theirs == base else (cube - base) / (theirs - base)
+
+
+def section(title: str, folder: Path) -> list[str]:
+    evaluation = read_result(folder / "evaluate.json", Evaluation)
+    card = DataCard.model_validate(json.loads((folder / "data_card.json").read_text(encoding="utf-8")))
+    task = TASKS[card.task]
+    run_file = folder / "profile_run.json"
+    took = ""
+    if run_file.exists():
+        facts = json.loads(run_file.read_text(encoding="utf-8"))
+        took = f" The whole run (`dvc repro`) took {facts['dvc_repro_wall_seconds'] / 60:.0f} min on {facts['cpu_count']} cores."
+    stage, seeds = evaluation.chosen_stage, evaluation.summary.seeds
+    models = evaluation.summary.models
+    cube_name = f"cube: {stage}"
+    report = "reports/report.md" if folder.name == "metrics" else f"reports/{folder.name}/report.md"
+    out = [f"## {title}", "",
+           f"{task.question} -> {task.answer}; a split keeps whole {task.kept_whole}. Source: {card.source}; "
+           f"{card.pairs['train']:,} / {card.pairs['val']:,} / {card.pairs['test']:,} train / val / test pairs, "
+           f"{evaluation.test_candidates:,} test candidates; seeds {', '.join(map(str, seeds))}.{took} "
+           f"Full report: `{report}`.", ""]
+    measures = [m for m in ("mrr", "recall@1", "cosine", "csls mrr", "csls recall@1") if m in models[cube_name].test]
+    rows = [[name, *[f"{models[name].test[m].mean:.4f} ± {models[name].test[m].std:.4f}" for m in measures],
+             models[name].parameters] for name in [cube_name, *[s for s in SHOWN if s in models]]]
+    out += [_table(["model (test, mean ± std over seeds)", *measures, "parameters"], rows), ""]
+    comparisons = in_order(evaluation.comparisons, BASELINE_ORDER)
+    rows = []
+    for name in [s for s in SHOWN if s in comparisons]:
+        for measure in compared_measures(comparisons):
+            d = difference(comparisons[name][measure])
+            rows.append([name, measure, f"{d.mean:+.4f}", d.interval(), d.shown_verdict(), f"{d.detectable:.4f}"])
+    out += [f"Cube ({stage}, chosen on validation MRR) minus each baseline, paired over the test pairs and seeds:", "",
+            _table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), ""]
+    share = share_of_gain(evaluation)
+    if share is not None:
+        gain = models[LINEAR].test["mrr"].mean - models["identity"].test["mrr"].mean
+        out += [f"The contrastive linear map gains {gain:+.4f} MRR over identity; the cube captures "
+                f"{share:.0%} of that gain with {models[cube_name].parameters:,} parameters against the map's "
+                f"{models[LINEAR].parameters:,}.", ""]
+    out += detectable_lines(comparisons, evaluation.test_pairs, list(evaluation.target.required)) + [""]
+    return out
+
+
+def curve_section(path: Path) -> list[str]:
+    curve = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for model, by_size in curve["models"].items():
+        rows.append([model, by_size[str(curve["sizes"][0])]["parameters"], *[
+            f"{by_size[str(s)]['gain mrr']['mean']:+.4f} [{by_size[str(s)]['gain mrr']['low']:+.4f}, "
+            f"{by_size[str(s)]['gain mrr']['high']:+.4f}]" for s in curve["sizes"]]])
+    return ["## Learning curve (translation)", "",
+            f"Test MRR gain over identity ({curve['identity']['mrr']:.4f}) against training pairs, "
+            f"{curve['test_pairs']:,} test pairs, seeds {', '.join(map(str, curve['seeds']))}; "
+            "details in `reports/learning_curve/learning_curve.md`.", "",
+            "![learning curve](learning_curve/learning_curve.png)", "",
+            _table(["model", "parameters", *[f"{s:,} pairs" for s in curve["sizes"]]], rows), ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.task_summary", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "tasks.md")
+    args = parser.parse_args(argv)
+    out = ["# Cube Bench: the tasks side by side", "",
+           "Each section is one task's committed run (figures copied from its `evaluate.json`, none computed here; "
+           "`python -m harness.task_summary` rewrites this page). A verdict is **better** or **worse** only when the "
+           "95% interval over test pairs and seeds excludes 0.", ""]
+    missing = []
+    for title, folder in RUNS.items():
+        if (folder / "evaluate.json").exists():
+            out += section(title, folder)
+        else:
+            missing.append(f"{title} ({folder.relative_to(ROOT)})")
+    curve = ROOT / "reports" / "learning_curve" / "learning_curve.json"
+    if curve.exists():
+        out += curve_section(curve)
+    if missing:
+        out += ["Not run yet: " + ", ".join(missing) + "."]
+    atomic.write_text(args.out, "\n".join(out) + "\n")
+    print(f"task summary: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
