@@ -68,6 +68,8 @@ bench-save:
 
 # time them again; fail when any median is more than 30% slower than the latest saved run
 bench-compare:
+	@if ! find .benchmarks -name '*.json' 2>/dev/null | grep -q .; then \
+	  echo "bench-compare: no saved benchmark run under .benchmarks/ to compare with; run 'make bench-save' first (on a quiet machine)" >&2; exit 2; fi
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(BENCH_ARGS) --benchmark-compare --benchmark-compare-fail=median:30%
 
 doctor:

@@ -7,7 +7,6 @@ the device's peaks are measured in the same process so ratios compare like with 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import resource
 import tempfile
@@ -28,7 +27,7 @@ from harness.config import Params
 from harness.doctor import diagnose
 from harness.nvml import nvml_memory
 from harness.peers import Conv3dReference, EagerReference, PerSampleLoop, reference_processor
-from harness.results import Bench, write_result
+from harness.results import Bench, read_card, write_result
 from harness.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
 from harness.scaling import run_scaling
 from harness.trackers import (
@@ -220,7 +219,7 @@ def issue_targets(result: dict[str, Any], other_processes: list[dict[str, Any]] 
 def run_bench(params: Params) -> dict[str, Any]:
     doctor = diagnose(params.train.device)
     device = torch.device(doctor["chosen_device"])
-    dim = json.loads((paths.EMBEDDED / "card.json").read_text(encoding="utf-8"))["dim"]
+    dim = read_card(paths.EMBEDDED / "card.json").dim
     torch.manual_seed(params.seed)
     model = EmbeddingProcessor(dim, params.cube).to(device)
     bench = params.bench

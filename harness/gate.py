@@ -25,6 +25,7 @@ whose params differ from its profile's is still judged, with the differing param
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Callable
@@ -313,6 +314,23 @@ def measure_speed_again(params: Params) -> dict[str, Any]:
     return peer_probe.measure(params)
 
 
+def check_profile_name(profile: str, baseline_path: Path, known: list[str], update: bool) -> None:
+    """A profile with no baseline yet: refused with the nearest known name, unless it is a real profile being recorded
+    (``default`` or ``profiles/<name>.yaml``), so a typo never records a baseline under the wrong name."""
+    real = profile == "default" or (paths.PROFILES / f"{profile}.yaml").is_file()
+    if update and real:
+        return
+    names = sorted({*known, *(p.stem for p in paths.PROFILES.glob("*.yaml"))} - {profile})
+    nearest = difflib.get_close_matches(profile, names, 1)
+    hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
+    if not real:
+        raise GateError(f"no profile {profile!r}: neither 'default' nor profiles/{profile}.yaml.{hint} "
+                        f"Baselines in {baseline_path}: {', '.join(known) or 'none'}")
+    raise GateError(f"{baseline_path} has no baseline for profile {profile!r} (known: {', '.join(known) or 'none'})."
+                    f"{hint} To make this run its first baseline, check this run's report, then run `python -m harness "
+                    f"gate --profile {profile} --update` and commit {baseline_path}")
+
+
 def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "default", update: bool = False,
              remeasure: bool = True) -> tuple[bool, str]:
     """(passed, markdown). With ``update`` the comparison is printed, then this run becomes the profile's baseline."""
@@ -320,11 +338,8 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
     stored = _read_json(baseline_path, "create it with `python -m harness gate --update`") if baseline_path.exists() \
         else {"profiles": {}}
     recorded = stored["profiles"].get(profile)
-    if recorded is None and not update:
-        known = ", ".join(stored["profiles"]) or "none"
-        raise GateError(f"{baseline_path} has no baseline for profile {profile!r} (known: {known}). Check this run's "
-                        f"report, then record it with `python -m harness gate --profile {profile} --update` and commit "
-                        "it")
+    if recorded is None:
+        check_profile_name(profile, baseline_path, list(stored["profiles"]), update)
     current = current_snapshot(params) | {"params": params.to_dict()}
     text = f"Gate against {baseline_path}, profile {profile!r}"
     passed = True

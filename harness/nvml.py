@@ -49,8 +49,12 @@ def nvml_memory(device: torch.device) -> dict[str, Any]:
         return {"nvml": "not applicable (CPU run)"}
 
     def reading(nvml: Any) -> dict[str, Any]:
+        # torch numbers the GPUs CUDA_VISIBLE_DEVICES leaves visible, NVML every GPU on the machine: the UUID is the
+        # one name both share, so cuda:0 under CUDA_VISIBLE_DEVICES=3 is read as the driver's GPU 3, not its GPU 0
         index = device.index if device.index is not None else torch.cuda.current_device()
-        info = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(index))
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+        handle = nvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        info = nvml.nvmlDeviceGetMemoryInfo(handle)
         return {"nvml_used_mib": info.used / 2**20, "nvml_total_mib": info.total / 2**20}
 
     found = _read(reading)

@@ -11,6 +11,7 @@ EMBEDDED = Path("data/embedded")
 METRICS = Path("metrics")
 DVCLIVE = Path("dvclive")
 REPORTS = Path("reports")
+PROFILES = Path("profiles")  # params.yaml overlays (harness/profile.py); gate baselines are named after them
 
 STAGES = STAGE_NAMES  # the training stages, in order (cube/stages.py)
 

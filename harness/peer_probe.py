@@ -30,8 +30,9 @@ def measure(params: Params) -> dict[str, Any]:
     from cube.processor import EmbeddingProcessor
     from harness import paths
     from harness.bench import measure_peers
+    from harness.results import read_card
 
-    dim = json.loads((paths.EMBEDDED / "card.json").read_text(encoding="utf-8"))["dim"]
+    dim = read_card(paths.EMBEDDED / "card.json").dim
     device = choose_device(params.train.device).device
     torch.manual_seed(params.seed)
     model = EmbeddingProcessor(dim, params.cube).to(device)

@@ -402,7 +402,8 @@ def read_result(path: Path, kind: type[R]) -> R:
 def read_card(path: Path) -> DataCard:
     """The data card the datasets stage writes beside the embeddings (``data/embedded/card.json``)."""
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run the datasets stage first (dvc repro datasets)")
+        raise FileNotFoundError(f"{path} is missing: no embeddings yet; run the pipeline first (`make repro`, or "
+                                "`dvc repro datasets` for this stage alone)")
     return _validate(DataCard, json.loads(path.read_text(encoding="utf-8")), str(path))
 
 

@@ -122,3 +122,27 @@ def test_the_doctor_reads_a_cuda_builds_arch_list_without_a_gpu(monkeypatch):
     assert probe.arch_list == ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120") and probe.gpus == ()
     choice = choose_device("auto", probe)
     assert choice.device == torch.device("cpu") and "no CUDA GPU visible" in choice.reason
+
+
+def test_nvml_reads_the_gpu_torch_uses_by_uuid_not_by_torch_s_index(monkeypatch):
+    """Under CUDA_VISIBLE_DEVICES=3 torch's cuda:0 is the driver's GPU 3: NVML must be asked by UUID."""
+    import sys
+    import types
+
+    import torch
+
+    from harness.nvml import nvml_memory
+
+    asked = []
+    memory = types.SimpleNamespace(used=2 * 2**20, total=8 * 2**20)
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda index: pytest.fail("NVML asked by torch's index"),
+        nvmlDeviceGetHandleByUUID=lambda uuid: asked.append(uuid) or "handle of GPU 3",
+        nvmlDeviceGetMemoryInfo=lambda handle: memory if handle == "handle of GPU 3" else None)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index: types.SimpleNamespace(uuid="3f1c0c9e-0000-4000-8000-000000000003"))
+    found = nvml_memory(torch.device("cuda", 0))
+    assert asked == ["GPU-3f1c0c9e-0000-4000-8000-000000000003"]
+    assert found == {"nvml": "ok", "nvml_used_mib": 2.0, "nvml_total_mib": 8.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 
@@ -190,3 +191,24 @@ def test_the_baseline_file_reads_back_as_written_with_its_pairs_on_one_line():
     text = _baseline_text(stored)
     assert json.loads(text) == json.loads(json.dumps(stored))
     assert sum('"pairs": {' in line for line in text.splitlines()) == 2  # one line per profile's per-pair scores
+
+
+def test_a_mistyped_profile_is_refused_with_the_nearest_name_and_never_recorded(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from harness.config import load_params
+    from harness.gate import GateError, run_gate
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"profiles": {"default": {}, "tiny": {}}}), encoding="utf-8")
+    params = load_params(root / "params.yaml")
+    for update in (False, True):
+        with pytest.raises(GateError, match="no profile 'tinny'.*Did you mean 'tiny'"):
+            run_gate(params, baseline, profile="tinny", update=update)
+    with pytest.raises(GateError, match="no baseline for profile 'translation'.*--profile translation --update"):
+        run_gate(params, baseline, profile="translation")
+    assert json.loads(baseline.read_text(encoding="utf-8")) == {"profiles": {"default": {}, "tiny": {}}}
