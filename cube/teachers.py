@@ -8,6 +8,7 @@ Each model is loaded once per process (``get_teacher`` keeps them).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -69,6 +70,14 @@ def resolve_model_dir(name: str, offline: bool = True) -> Path:
             f"teacher {name!r} is neither an embedded model ({', '.join(sorted(EMBEDDED_MODELS))}) "
             f"nor a local folder, and {how}; give a local path or pre-download it"
         ) from None
+
+
+def teacher_width(name: str, offline: bool = True) -> int | None:
+    """The embedding width a teacher's config declares (``hidden_size``), read without loading its weights; None when
+    the config does not say."""
+    config = json.loads((resolve_model_dir(name, offline) / "config.json").read_text(encoding="utf-8"))
+    width = config.get("hidden_size")
+    return int(width) if isinstance(width, int) else None
 
 
 @cache

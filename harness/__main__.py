@@ -36,7 +36,12 @@ def cmd_check(params: Params, args: argparse.Namespace) -> None:
     import yaml
 
     from cube import atomic
+    from cube.reshaper import check_lattice
+    from cube.teachers import teacher_width
 
+    width = teacher_width(params.teacher.models[0].name, params.teacher.offline)
+    if width is not None:  # the reference teacher's width is the cube's: a lattice that cannot hold it fails here
+        check_lattice(width, tuple(params.cube.lattice), params.cube.adapter)
     header = (f"# Written by `python -m harness check` from {args.params} and the defaults in cube/config.py and\n"
               "# harness/config.py: every setting the stages read. Edit params.yaml, not this file.\n")
     atomic.write_text(paths.PARAMS_RESOLVED, header + yaml.safe_dump(params.to_dict(), sort_keys=False))

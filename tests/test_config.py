@@ -95,3 +95,17 @@ def test_teacher_list_entries_are_checked_too():
 def test_no_extra_seeds_is_allowed_and_means_one_seed(tmp_path):
     params = load_edited(tmp_path, "extra_seeds: [1, 2, 3, 4]", "extra_seeds: []")
     assert params.quality.extra_seeds == ()
+
+
+def test_check_refuses_a_lattice_that_cannot_hold_the_teacher_s_width_before_anything_is_written(
+        tmp_path, monkeypatch, capsys):
+    from harness.__main__ import main
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "params.yaml").read_text(encoding="utf-8")
+    assert "  lattice: [8, 8, 6]" in text
+    (tmp_path / "params.yaml").write_text(text.replace("  lattice: [8, 8, 6]", "  lattice: [8, 8, 5]"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--params", "params.yaml", "check"]) == 2
+    assert "384-d embedding does not fit lattice 8x8x5" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
