@@ -29,7 +29,7 @@ repro: setup
 
 # a small hyperparameter grid through DVC's queue (runs in the background; `dvc queue status`), then `make compare`
 sweep:
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --queue -S 'cube.steps=5,10,20' -S 'cube.hidden=16,32'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m harness exp run --queue -S 'cube.steps=5,10,20' -S 'cube.hidden=16,32'
 	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/dvc queue start -j 1
 
 # experiments side by side: the swept params, validation MRR (for choosing) and test figures (for reading)

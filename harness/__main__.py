@@ -36,12 +36,9 @@ def cmd_check(params: Params, args: argparse.Namespace) -> None:
     import yaml
 
     from cube import atomic
-    from cube.reshaper import check_lattice
-    from cube.teachers import teacher_width
+    from harness.experiments import check_lattice_fits_teacher
 
-    width = teacher_width(params.teacher.models[0].name, params.teacher.offline)
-    if width is not None:  # the reference teacher's width is the cube's: a lattice that cannot hold it fails here
-        check_lattice(width, tuple(params.cube.lattice), params.cube.adapter)
+    check_lattice_fits_teacher(params)
     header = (f"# Written by `python -m harness check` from {args.params} and the defaults in cube/config.py and\n"
               "# harness/config.py: every setting the stages read. Edit params.yaml, not this file.\n")
     atomic.write_text(paths.PARAMS_RESOLVED, header + yaml.safe_dump(params.to_dict(), sort_keys=False))
@@ -151,6 +148,12 @@ def cmd_gate(params: Params, args: argparse.Namespace) -> None:
         raise GateFailed()
 
 
+def cmd_exp(params: Params, args: argparse.Namespace) -> int:
+    from harness.experiments import run
+
+    return run(args.dvc_args, args.params)
+
+
 COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], int | None], str]] = {
     "check": (cmd_check, "validate params.yaml"),
     "datasets": (cmd_datasets, "corpus -> pairs -> split -> teacher embeddings (cached)"),
@@ -162,6 +165,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], int | None], st
     "report": (cmd_report, "write reports/report.md and its plots"),
     "doctor": (cmd_doctor, "torch build, GPUs, whether the build can drive them, NVML, CPU; the device choice"),
     "gate": (cmd_gate, "compare this run's metrics with reports/baseline.json; non-zero exit on a regression"),
+    "exp": (cmd_exp, "`dvc exp run` with every -S checked against the params schema first (exp run -S key=value ...)"),
 }
 
 
@@ -175,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("stage", choices=paths.STAGES)
             sub.add_argument("--node-rank", type=int, default=None,
                              help="this node's rank in a multi-node run (overrides train.distributed.node_rank)")
+        if name == "exp":
+            sub.add_argument("dvc_args", nargs=argparse.REMAINDER, help="run, then dvc exp run's own options")
         if name == "gate":
             sub.add_argument("--update", action="store_true",
                              help="print the comparison, then make this run the profile's baseline")

@@ -99,3 +99,4 @@ def _check_seeds(params: Params, source: str) -> None:
             f"{source}: quality.extra_seeds = {list(extra)} repeats seed(s) {repeated} (seed is {params.seed}); "
             "each run must have its own seed, so list distinct seeds other than `seed`"
         )
+
