@@ -23,7 +23,7 @@ def test_dvc_yaml_runs_the_registered_stages_each_from_its_previous_one():
     assert "checkpoints/${item}" in stages["train"]["do"]["deps"]
     for stage in TRAINING_STAGES:  # evaluation reads every stage, and the seeds stage trains every stage
         assert f"checkpoints/{stage.name}" in stages["evaluate"]["deps"]
-        assert f"train.{stage.name}" in stages["seeds"]["params"][0]["data/params.resolved.yaml"]
+        assert f"train.{stage.name}" in stages["seeds"]["params"][0]["params.yaml"]
 
 
 def test_params_sections_and_modes_follow_the_registry():
