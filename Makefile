@@ -34,8 +34,7 @@ sweep:
 
 # experiments side by side: the swept params, validation MRR (for choosing) and test figures (for reading)
 compare:
-	$(BIN)/dvc exp show --md --drop '.*' --sort-by 'metrics/evaluate.json:stages.advanced.val.mrr' \
-	  --keep 'Experiment|^cube\.(steps|hidden|lattice)$$|stages\.(dialogue|advanced)\.(val\.mrr|test\.(mrr|cosine|recall@1))$$'
+	$(BIN)/python -m harness compare
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)

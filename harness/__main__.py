@@ -148,6 +148,12 @@ def cmd_gate(params: Params, args: argparse.Namespace) -> None:
         raise GateFailed()
 
 
+def cmd_compare(params: Params, args: argparse.Namespace) -> int:
+    from harness.compare import main as compare
+
+    return compare([])
+
+
 def cmd_exp(params: Params, args: argparse.Namespace) -> int:
     from harness.experiments import run
 
@@ -165,6 +171,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], int | None], st
     "report": (cmd_report, "write reports/report.md and its plots"),
     "doctor": (cmd_doctor, "torch build, GPUs, whether the build can drive them, NVML, CPU; the device choice"),
     "gate": (cmd_gate, "compare this run's metrics with reports/baseline.json; non-zero exit on a regression"),
+    "compare": (cmd_compare, "experiments side by side: swept settings, validation and test MRR, speed (make compare)"),
     "exp": (cmd_exp, "`dvc exp run` with every -S checked against the params schema first (exp run -S key=value ...)"),
 }
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+from cube import atomic
 from cube.device import OutOfDeviceMemory, out_of_memory_message
 from cube.processor import EmbeddingProcessor
 from harness import memory_probe, paired, paths, peer_probe
@@ -27,7 +28,7 @@ from harness.config import Params
 from harness.doctor import diagnose
 from harness.nvml import nvml_memory
 from harness.peers import Conv3dReference, EagerReference, PerSampleLoop, reference_processor
-from harness.results import Bench, read_card, write_result
+from harness.results import Bench, SpeedHeadline, read_card, write_result
 from harness.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
 from harness.scaling import run_scaling
 from harness.trackers import (
@@ -279,4 +280,15 @@ def run_bench(params: Params) -> dict[str, Any]:
     result["second_process_speed_ratios"] = second_process
     result["targets"] = issue_targets(result, [second_process])
     write_result(paths.BENCH_METRICS, result, Bench)
+    write_speed_headline(result["rows"], params.bench.peer_batch_size)
     return result
+
+
+def write_speed_headline(rows: list[dict[str, Any]], batch_size: int) -> None:
+    """``metrics/speed.json`` for dvc exp show: forward and training samples/s at the peers' batch size (the largest
+    measured one when that size was not timed)."""
+    sizes = {row["batch_size"] for row in rows}
+    chosen = batch_size if batch_size in sizes else max(sizes)
+    rate = {row["phase"]: row["samples_per_s"] for row in rows if row["batch_size"] == chosen}
+    headline = SpeedHeadline(batch_size=chosen, forward_samples_per_s=rate["forward"], train_samples_per_s=rate["train"])
+    atomic.write_json(paths.SPEED_HEADLINE, headline.model_dump(mode="json"))

@@ -27,7 +27,7 @@ from cube.tasks import TASKS
 from cube.trainer import predict
 from harness import paired, paths
 from harness.config import Params
-from harness.results import Evaluation, write_result
+from harness.results import Evaluation, QualityHeadline, write_result
 from harness.train import embedded_for
 
 SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")  # and CSLS_PER_PAIR where ranked
@@ -136,6 +136,17 @@ def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: 
     return comparisons
 
 
+def write_headline(summary: dict[str, Any], stage: str, comparisons: dict[str, dict[str, Any]]) -> None:
+    """``metrics/quality.json``, the only quality file DVC reads as metrics: numbers, no text."""
+    cube = summary["models"][CUBE + stage]
+    headline = QualityHeadline.model_validate({
+        "val_mrr": cube["val"]["mrr"]["mean"], "test_mrr": cube["test"]["mrr"]["mean"],
+        "test_recall@1": cube["test"]["recall@1"]["mean"], "test_cosine": cube["test"]["cosine"]["mean"],
+        "mrr_minus_identity": comparisons["identity"]["mrr"]["mean"],
+        "mrr_minus_linear": comparisons[baselines.LINEAR]["mrr"]["mean"], "seeds": len(summary["seeds"])})
+    atomic.write_json(paths.QUALITY_HEADLINE, headline.model_dump(mode="json", by_alias=True))
+
+
 def evaluate_all(params: Params) -> dict[str, Any]:
     set_determinism(params.train.deterministic)
     device = choose_device(params.train.device).device
@@ -163,6 +174,7 @@ def evaluate_all(params: Params) -> dict[str, Any]:
         "comparisons": compare(stage, pair_scores, list(own["baselines"]), shared_pairs=not params.quality.resplit),
     }
     result["target"] = {"required": TARGET, "missed": paired.target_misses(result["comparisons"], TARGET)}
+    write_headline(summary, stage, result["comparisons"])
     seed_runs = {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()}
     # every model's per-pair scores under every seed: hundreds of thousands of numbers, so one line, not indented
     atomic.write_text(paths.EVALUATE_SEEDS, json.dumps(seed_runs, separators=(",", ":"), sort_keys=True) + "\n")

@@ -35,6 +35,8 @@ def train_metrics(stage: str) -> Path:
 
 
 EVALUATE_METRICS = METRICS / "evaluate.json"
+QUALITY_HEADLINE = METRICS / "quality.json"  # the figures dvc exp show compares; evaluate.json has everything
+SPEED_HEADLINE = METRICS / "speed.json"
 EVALUATE_SEEDS = METRICS / "evaluate_seeds.json"  # every seed's scores, behind evaluate.json's mean ± std
 BENCH_METRICS = METRICS / "bench.json"
 RELIABILITY_METRICS = METRICS / "reliability.json"

@@ -173,6 +173,19 @@ class Target(Strict):
     missed: list[str]
 
 
+class QualityHeadline(Strict):
+    """``metrics/quality.json``: the few numbers an experiment is chosen and read by (``dvc exp show``, ``make
+    compare``): the chosen stage's mean over seeds, validation first, and its paired differences with two rivals."""
+
+    val_mrr: Number  # what the stage was chosen on
+    test_mrr: Number
+    test_recall_at_1: Number = Field(alias="test_recall@1")
+    test_cosine: Number
+    mrr_minus_identity: Number
+    mrr_minus_linear: Number
+    seeds: int
+
+
 class Evaluation(Result):
     """``metrics/evaluate.json``: every stage and baseline on the test split, seed by seed summarised, and the chosen
     stage's paired comparisons with each baseline."""
@@ -326,6 +339,14 @@ class Doctor(Strict):
     requested_device: str
     chosen_device: str
     reason: str
+
+
+class SpeedHeadline(Strict):
+    """``metrics/speed.json``: the cube's median samples per second at one batch size, for ``dvc exp show``."""
+
+    batch_size: int
+    forward_samples_per_s: Number
+    train_samples_per_s: Number
 
 
 class Bench(Result):

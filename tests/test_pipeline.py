@@ -145,7 +145,12 @@ def test_gate_without_a_baseline_for_the_profile_says_how_to_make_one(repo, tmp_
 def test_dvc_sees_metrics_and_plots(repo):
     shown = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
     files = next(iter(shown.values()))["data"]
-    assert "metrics/evaluate.json" in files and "dvclive/advanced/metrics.json" in files
+    assert set(files) == {"metrics/quality.json", "metrics/speed.json", *(f"dvclive/{stage}/metrics.json" for stage in
+                          ("autoencoder", "dialogue", "optimized", "advanced"))}
+    quality = files["metrics/quality.json"]["data"]
+    assert set(quality) == {"val_mrr", "test_mrr", "test_recall@1", "test_cosine", "mrr_minus_identity",
+                            "mrr_minus_linear", "seeds"}
+    assert all(isinstance(value, (int, float)) for value in quality.values())  # no text in what dvc exp show lists
 
 
 def test_second_repro_reruns_only_the_benchmark_and_what_reads_it(repo):
