@@ -42,6 +42,7 @@ def cmd_check(params: Params, args: argparse.Namespace) -> None:
     header = (f"# Written by `python -m harness check` from {args.params} and the defaults in cube/config.py and\n"
               "# harness/config.py: every setting the stages read. Edit params.yaml, not this file.\n")
     atomic.write_text(paths.PARAMS_RESOLVED, header + yaml.safe_dump(params.to_dict(), sort_keys=False))
+    atomic.write_text(paths.PARAMS_CHECKED, "params.yaml passed `python -m harness check`\n")
     print(f"{args.params}: valid (params hash {params.params_hash()[:12]}); resolved into {paths.PARAMS_RESOLVED}")
 
 

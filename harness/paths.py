@@ -43,5 +43,6 @@ RELIABILITY_METRICS = METRICS / "reliability.json"
 DOCTOR = METRICS / "doctor.json"
 DATA_CARD = METRICS / "data_card.json"
 DATASETS_RUN = METRICS / "datasets_run.json"  # cache hits and encodes of the last datasets run: nothing reads it
+PARAMS_CHECKED = Path("data/params.checked")  # check's stamp, constant: the datasets stage depends on it to run after
 PARAMS_RESOLVED = Path("data/params.resolved.yaml")  # the check stage's output: params.yaml with every default
 REPORT = REPORTS / "report.md"
