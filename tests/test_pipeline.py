@@ -19,7 +19,7 @@ from harness.config import load_params
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-REPORT_SECTIONS = ["## Provenance", "## Data", "## Quality on the test split", "## Stages", "### autoencoder",
+REPORT_SECTIONS = ["## The answer", "## Provenance", "## Data", "## Quality on the test split", "## Stages", "### autoencoder",
                    "### dialogue", "### optimized", "### advanced", "## Device", "## Throughput and latency", "## Memory",
                    "## Peers", "## Roofline", "## Scaling", "### Against lattice side", "### Against propagation steps",
                    "### Is the cube better? Paired differences on the test pairs", "## Reliability"]
@@ -122,6 +122,8 @@ def test_report_has_every_section_and_its_plots(repo):
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
     for section in REPORT_SECTIONS:
         assert section in report, section
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## The answer" and "The quality target is" in report.split("## Provenance")[0]
     for png in REPORT_PNGS:
         assert f"]({png})" in report
         assert (repo / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
