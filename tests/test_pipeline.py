@@ -201,14 +201,23 @@ def test_an_empty_cache_and_one_filled_in_another_order_give_the_same_evaluation
 
 
 def test_misspelt_or_invalid_values_fail_before_any_training(repo):
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results"], repo, check=False)
+    before = run(["git", "status", "--porcelain"], repo).stdout, dvc("status", cwd=repo).stdout
+    for override, message in (("cube.stepz=3", "unknown key 'stepz' in cube; did you mean 'steps'?"),
+                              ("cube.steps=ten", "cube.steps must be a whole number"),
+                              ("cube.lattice=[2, 2, 3]", "does not fit lattice 2x2x3")):
+        refused = run([sys.executable, "-m", "harness", "exp", "run", "-S", override], repo, check=False)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert "nothing was run" in refused.stderr and "Running stage" not in refused.stdout
+        assert (run(["git", "status", "--porcelain"], repo).stdout, dvc("status", cwd=repo).stdout) == before
+    # plain dvc: the check stage still refuses before any stage that trains
     bad = dvc("exp", "run", "-S", "+cube.stpes=3", cwd=repo, check=False)
     assert bad.returncode != 0
     assert "unknown key 'stpes' in cube; did you mean 'steps'?" in bad.stdout + bad.stderr
     assert "Running stage 'datasets'" not in bad.stdout
+    assert (repo / "data/params.resolved.yaml").exists()  # persisted through the refused run
     run(["git", "checkout", "--", "params.yaml"], repo)  # a failed exp run leaves its change in the workspace
-    negative = dvc("exp", "run", "-S", "cube.steps=-1", cwd=repo, check=False)
-    assert negative.returncode != 0 and "cube.steps = -1 is out of range" in negative.stdout + negative.stderr
-    run(["git", "checkout", "--", "params.yaml"], repo)
 
 
 def test_exp_run_with_a_changed_value_is_listed_by_exp_show(repo):
@@ -219,6 +228,13 @@ def test_exp_run_with_a_changed_value_is_listed_by_exp_show(repo):
     experiments = [e for entry in shown for e in (entry.get("experiments") or [])]
     steps = [e["revs"][0]["data"]["params"]["params.yaml"]["data"]["cube"]["steps"] for e in experiments]
     assert 3 in steps
+    # make compare: both runs, told apart by the one setting that differs, beside their figures
+    table = run(["make", "-s", "compare", f"BIN={Path(sys.executable).parent}"], repo).stdout
+    header, _, *rows = table.splitlines()
+    columns = header.strip("| ").split(" | ")
+    assert columns[:2] == ["experiment", "cube.steps"] and "val MRR" in columns and len(columns) <= 12, table
+    tiny_steps = yaml.safe_load((ROOT / "profiles/tiny.yaml").read_text())["cube"]["steps"]
+    assert {row.split(" | ")[1] for row in rows if row.startswith("|")} >= {"3", str(tiny_steps)}, table
 
 
 def test_a_colleague_pulls_the_run_and_an_experiment_through_the_remotes(repo, tmp_path):
