@@ -249,11 +249,11 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.learning_curve", description=__doc__.splitlines()[0])
     parser.add_argument("profile", type=Path, help="the task's profile (profiles/translation.yaml)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000], help="training pairs")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000], help="training pairs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--pool", type=int, default=20000, help="pairs drawn from the task (data.max_pairs)")
-    parser.add_argument("--val", type=float, default=0.035, help="validation fraction of the pool's groups")
-    parser.add_argument("--test", type=float, default=0.13, help="test fraction of the pool's groups")
+    parser.add_argument("--pool", type=int, default=14000, help="pairs drawn from the task (data.max_pairs)")
+    parser.add_argument("--val", type=float, default=0.05, help="validation fraction of the pool's groups")
+    parser.add_argument("--test", type=float, default=0.19, help="test fraction of the pool's groups")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch CPU threads (fixed, so a re-run computes the same bits)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "learning_curve")

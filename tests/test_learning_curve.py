@@ -36,6 +36,6 @@ def test_training_sets_are_nested_and_exact_and_share_validation_and_test():
 
 
 def test_the_profile_and_the_pool_are_laid_over_params_yaml():
-    params = curve_params(ROOT / "profiles/translation.yaml", pool=20000, val=0.035, test=0.13)
-    assert params.data.task == "translation" and params.data.max_pairs == 20000
-    assert (params.data.val_fraction, params.data.test_fraction) == (0.035, 0.13)
+    params = curve_params(ROOT / "profiles/translation.yaml", pool=14000, val=0.05, test=0.19)
+    assert params.data.task == "translation" and params.data.max_pairs == 14000
+    assert (params.data.val_fraction, params.data.test_fraction) == (0.05, 0.19)
