@@ -357,7 +357,7 @@ def _stages_section(evaluation: Evaluation, trained: dict[str, TrainSummary]) ->
                 + (f" **No change: no epoch beat its starting point, so this stage is {summary.initialised_from}'s "
                    "map unchanged** (its figures are that map's)." if summary.no_change else ""), ""]
         label = _stage_label(f"cube: {stage}", ["this"] if summary.no_change else [], 1)
-        rows.append([label, summary.final_train_loss, summary.epochs_run, result.val.measure(summary.monitor),
+        rows.append([label, summary.final_train_loss, summary.epochs_run, summary.best_value,
                      result.test.cosine, result.test.recall_at_1, result.test.recall_at_5, result.test.recall_at_10,
                      result.test.mrr, f"{summary.wall_seconds:.1f}", summary.parameters])
     out += ["The pipeline seed's stages (the baselines are in the quality table above):", "",
