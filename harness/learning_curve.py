@@ -185,8 +185,9 @@ def render(summary: dict[str, Any], command: str, wall: float) -> str:
              "ridge and Procrustes are closed form (one fit). Every trained model gets the cube's contrastive "
              "stage recipe (`train.advanced`), the baselines with their tuned lr, weight decay and temperature; the "
              "cube starts from its autoencoder stage on the smallest set's sentences, the baselines from the "
-             "identity map. Gains are paired differences against identity on the same test pairs with 95% "
-             "intervals over pairs and seeds (`harness/paired.py`).", "",
+             "identity map (its autoencoder start, trained once per seed, is not in the seconds below). Gains are "
+             "paired differences against identity on the same test pairs with 95% intervals over pairs and seeds "
+             "(`harness/paired.py`).", "",
              f"Identity (no training): test MRR {summary['identity']['mrr']:.4f}, recall@1 "
              f"{summary['identity']['recall@1']:.4f}"
              + (f", CSLS MRR {summary['identity']['csls mrr']:.4f}" if "csls mrr" in summary["identity"] else "")
