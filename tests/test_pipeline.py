@@ -405,7 +405,7 @@ def test_dvc_exp_run_switches_the_task_with_one_setting(repo):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "before the task switch"], repo, check=False)
     dvc("exp", "run", "--temp", "-n", "words", "-S", "data.task=translation", "-S", "data.max_pairs=600",
-        "-S", ONE_SEED, cwd=repo)
+        "-S", ONE_SEED, "evaluate", cwd=repo)
     assert (repo / "metrics/evaluate.json").read_text() == before
     shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
     (words,) = [e["revs"][0] for entry in shown for e in (entry.get("experiments") or [])
