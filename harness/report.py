@@ -138,7 +138,7 @@ def detectable_lines(comparisons: dict[str, dict[str, Comparison]], test_pairs: 
         out.append(f"{measure} differences of {low:.3f} to {high:.3f}")
     mrr = [difference(m["mrr"]) for name, m in comparisons.items() if name in targets and name != "mean answer"]
     needed = sorted(paired.pairs_needed(d, DETECT) for d in mrr)
-    text = (f"**What this evaluation can decide.** With {test_pairs} test pairs it detects (80% power, 5% level), "
+    text = (f"**What this evaluation can decide.** With {test_pairs:,} test pairs it detects (80% power, 5% level), "
             f"against the non-trivial baselines, " + " and ".join(out) + ". Smaller true differences usually come out "
             "as \"no significant difference\": that verdict means this split cannot tell, not that the models are "
             "equal.")
