@@ -30,6 +30,11 @@ class StaleRun(ValueError):
     """A committed run written by an older pipeline than this page needs."""
 
 
+def shown(path: Path) -> Path:
+    """``path`` relative to the checkout where it is inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def share_of_gain(evaluation: Evaluation, rival: str = LINEAR, measure: str = "mrr") -> float | None:
     """(cube - identity) / (rival - identity) on the mean over seeds: how much of a rival's gain the cube captures."""
     models = evaluation.summary.models
@@ -42,7 +47,7 @@ def section(title: str, folder: Path) -> list[str]:
     evaluation = read_result(folder / "evaluate.json", Evaluation)
     card = json.loads((folder / "data_card.json").read_text(encoding="utf-8"))
     if "task" not in card:
-        raise StaleRun(f"{(folder / 'data_card.json').relative_to(ROOT)} predates tasks; re-run that pipeline "
+        raise StaleRun(f"{shown(folder / 'data_card.json')} predates tasks; re-run that pipeline "
                        "(`make repro` or the profile)")
     task = TASKS[card["task"]]
     run_file = folder / "profile_run.json"
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             out += section(title, folder)
         except FileNotFoundError:
-            missing.append(f"{title} (no run in {folder.relative_to(ROOT)})")
+            missing.append(f"{title} (no run in {shown(folder)})")
         except StaleRun as why:
             missing.append(f"{title} ({why})")
     curve = ROOT / "reports" / "learning_curve" / "learning_curve.json"

@@ -1,0 +1,34 @@
+"""reports/tasks.md: each task's committed run rendered from its own files, a stale one named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.task_summary import StaleRun, section
+
+ROOT = Path(__file__).resolve().parent.parent
+TRANSLATION = ROOT / "reports" / "translation"
+
+
+@pytest.mark.skipif(not (TRANSLATION / "evaluate.json").exists(), reason="no committed translation run")
+def test_a_task_section_has_its_verdicts_detectable_differences_and_share_of_the_linear_gain():
+    text = "\n".join(section("translation", TRANSLATION))
+    assert "| identity | mrr |" in text and "| linear (contrastive) | csls mrr |" in text
+    assert "the cube captures" in text and "**What this evaluation can decide.**" in text
+
+
+def test_a_run_that_predates_tasks_is_named_not_rendered(tmp_path):
+    folder = ROOT / "reports" / "translation"
+    if not (folder / "evaluate.json").exists():
+        pytest.skip("no committed translation run")
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    card = json.loads((old / "data_card.json").read_text(encoding="utf-8"))
+    del card["task"]
+    (old / "data_card.json").write_text(json.dumps(card), encoding="utf-8")
+    with pytest.raises(StaleRun, match="predates tasks"):
+        section("old", old)
