@@ -99,12 +99,13 @@ def check_overrides(params_file: Path, given: list[str]) -> None:
     the allowed values."""
     raw = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
     for text in given:
-        target, _, assignment = text.rpartition(":") if ":" in text.split("=", 1)[0] else ("", "", text)
+        left, sep, value = text.partition("=")
+        target, _, key = left.rpartition(":")  # DVC's optional "file:" before the key
         if target and Path(target).name != params_file.name:
             raise OverrideError(f"-S {text}: the pipeline's params live in {params_file.name}, not {target}")
-        if assignment.startswith("~"):
+        if key.startswith("~"):
             continue  # removing a key leaves its default, which the schema has
-        key, sep, value = assignment.lstrip("+").partition("=")
+        key = key.lstrip("+")
         if not sep or not key:
             raise OverrideError(f"-S {text}: expected key=value, e.g. -S cube.steps=20")
         for member in values(value):

@@ -41,7 +41,9 @@ def test_a_bad_override_is_refused_with_the_project_s_own_message(override, mess
 
 def test_valid_overrides_pass():
     check_overrides(ROOT / "params.yaml", ["cube.steps=5,10,20", "cube.hidden=range(16, 48, 16)",
-                                           "data.task=translation", "cube.lattice=[4, 8, 12]", "~seed"])
+                                           "data.task=translation", "cube.lattice=[4, 8, 12]", "~seed",
+                                           "params.yaml:cube.steps=3",
+                                           "teacher.models=[{name: all-MiniLM-L6-v2, pooling: mean}]"])
 
 
 def test_a_refused_override_runs_nothing_and_leaves_every_file_as_it_was(tmp_path, monkeypatch, capsys):
