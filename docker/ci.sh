@@ -177,7 +177,7 @@ t_exp=0
 if [ "${CUBE_CI_EXP:-1}" != 0 ]; then
   t=$(date +%s)
   docker run --rm --network none "${as[@]}" -v "$work/inside:/work" "$image" \
-    sh -c 'dvc exp run -S cube.steps=3 -S "quality.extra_seeds=[]" && dvc exp show --md --drop ".*" --keep "Experiment|cube.steps|test_mrr"' \
+    sh -c 'dvc exp run -S cube.steps=3 -S "quality.extra_seeds=[]" evaluate && dvc exp show --md --drop ".*" --keep "Experiment|cube.steps|test_mrr"' \
     >"$work/exp.log" 2>&1 || { tail -n 40 "$work/exp.log"; fail "dvc exp run in the container failed"; }
   t_exp=$(since "$t")
   tail -n 8 "$work/exp.log"
