@@ -32,7 +32,8 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def cmd_check(params: Params, args: argparse.Namespace) -> None:
-    """Validate params.yaml and write every setting, defaults included, for the other stages to depend on."""
+    """Validate params.yaml (and that the lattice holds the teacher's width); write every setting, defaults included, for
+    reading, and the stamp the datasets stage depends on so that it runs after this check."""
     import yaml
 
     from cube import atomic
