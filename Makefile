@@ -28,8 +28,8 @@ repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/dvc repro
 
 # a small hyperparameter grid through DVC's queue (runs in the background; `dvc queue status`), then `make compare`:
-# chosen on validation, so each point trains the pipeline seed only and stops at evaluate (about 4 minutes each on
-# 2 cores); the chosen settings then get a full run with every seed, where the verdicts are made
+# chosen on validation, so each point trains the pipeline seed only and stops at evaluate; the chosen settings
+# then get a full run with every seed, where the verdicts are made
 sweep:
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m harness exp run --queue -S 'cube.steps=5,10,20' -S 'cube.hidden=16,32' \
 	  -S 'quality.extra_seeds=[]' evaluate

@@ -88,8 +88,7 @@ def train_model(name: str, params: Params, data: EmbeddedData, seed: int,
         tuned = params.baselines.linear if name == baselines.LINEAR else params.baselines.mlp
         model = (baselines.LinearMap(data.dim) if name == baselines.LINEAR
                  else baselines.ResidualMLP(data.dim, params.baselines.mlp.hidden))
-        config = replace(params.train.advanced, lr=tuned.lr, weight_decay=tuned.weight_decay,
-                         infonce_temperature=tuned.infonce_temperature)
+        config = baselines.stage_configs(params.train, tuned)["advanced"]  # the tuned contrastive stage alone
     result = CubeTrainer(model, "advanced", config, data, seed=seed).fit()
     model.cpu().eval()
     return model, result.best_epoch
@@ -241,10 +240,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
-    tmp = path.with_name(path.stem + ".partial.png")
-    figure.savefig(tmp, dpi=120)
+    atomic.write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
     plt.close(figure)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
