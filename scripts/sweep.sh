@@ -23,8 +23,16 @@ export PATH="$(dirname "$python"):$PATH" HF_HUB_OFFLINE=1
 git add -A && git commit -qm "profile $name: before the sweep" || true
 "$python" -m harness exp run --queue -S 'quality.extra_seeds=[]' "$@" evaluate
 dvc queue start -j 1
-while dvc queue status | grep -Eq 'Queued|Running'; do sleep 20; done
-dvc queue status
+# The status is read whole (`grep -q` closing the pipe early would fail the pipeline under pipefail). A queue worker
+# has been seen to stop with experiments still queued (those queued while it ran): a new one is started then.
+while sleep 20 && status="$(dvc queue status)" && grep -Eq 'Queued|Running' <<<"$status"; do
+  if grep -q 'Worker status: 0 active' <<<"$status"; then dvc queue start -j 1; fi
+done
+echo "$status"
+if grep -q Failed <<<"$status"; then
+  echo "sweep: an experiment failed; its log: dvc queue logs <task>" >&2
+  exit 1
+fi
 mkdir -p "$here/reports/$name"
 {
   echo "# Sweep on profile \`$name\` (validation only, pipeline seed $(sed -n 's/^seed: //p' params.yaml))"

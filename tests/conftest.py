@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,16 +37,57 @@ def embedded(params: Params, tmp_path_factory: pytest.TempPathFactory):
     return build_embedded_data(real, progress=False)
 
 
+SOCKET_GUARD = """
+import os, socket
+
+_log = os.environ["CUBE_SOCKET_LOG"]
+
+
+def _refuse(what, address):
+    with open(_log, "a", encoding="utf-8") as log:
+        log.write(f"{os.getpid()} {what} {address!r}\\n")
+    raise OSError(f"network blocked by the test: {what} {address!r}")
+
+
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+
+def connect(self, address):
+    return _connect(self, address) if self.family == socket.AF_UNIX else _refuse("connect", address)
+
+
+def connect_ex(self, address):
+    return _connect_ex(self, address) if self.family == socket.AF_UNIX else _refuse("connect_ex", address)
+
+
+socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+socket.getaddrinfo = lambda host, *args, **kwargs: _refuse("getaddrinfo", host)
+"""
+
+
+def socket_guard(folder: Path, log: Path) -> dict[str, str]:
+    """Environment under which every Python process refuses (and logs to ``log``) any connection but a Unix socket."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(SOCKET_GUARD, encoding="utf-8")
+    return {"PYTHONPATH": str(folder), "CUBE_SOCKET_LOG": str(log)}
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny profile's whole pipeline, run once: this working tree as a fresh git repository, `dvc repro`.
+    """The tiny profile's whole pipeline, run once: this working tree as a fresh git repository, `dvc repro`, with
+    the network blocked (``repro.log`` and any refused connection's ``connections.log`` lie beside the repository).
 
     Never changed: the pipeline tests and the planted regressions each work on a copy of it.
     """
-    from harness.profile import make_workspace, run
+    from harness.profile import make_workspace
 
-    repo = make_workspace(tmp_path_factory.mktemp("tiny-run") / "repo")
-    run([sys.executable, "-m", "dvc", "repro"], repo)
+    folder = tmp_path_factory.mktemp("tiny-run")
+    repo = make_workspace(folder / "repo")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1",
+               **socket_guard(folder / "guard", folder / "connections.log"))
+    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    (folder / "repro.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    assert result.returncode == 0, f"dvc repro of the tiny profile failed:\n{result.stdout}\n{result.stderr}"
     return repo
 
 

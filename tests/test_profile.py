@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import yaml
+
 from harness import profile
+from harness.config import params_from_dict
+from harness.experiments import check_lattice_fits_teacher
 
 
 def finished_clone(root: Path) -> Path:
@@ -69,3 +74,14 @@ def test_results_are_kept_with_their_origin_and_replace_an_older_copy(tmp_path):
     assert run_facts["dvc_repro_wall_seconds"] == 754.0 and run_facts["revision"] == "abc1234"
     assert "# Cube Bench report" in report
     assert not out.with_name("chatterbot.partial").exists()
+
+
+@pytest.mark.parametrize("overlay", sorted((profile.ROOT / "profiles").glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_committed_profile_laid_over_params_yaml_passes_check(overlay):
+    """What `check` would refuse at the start of a profile's run is refused here first: keys, values, seeds and the
+    lattice against the teacher's width (where that teacher is installed)."""
+    base = yaml.safe_load((profile.ROOT / "params.yaml").read_text(encoding="utf-8"))
+    merged = profile.merge(base, yaml.safe_load(overlay.read_text(encoding="utf-8")))
+    params = params_from_dict(merged, source=str(overlay))
+    if not profile.missing_local_teachers(overlay):  # an optional teacher not installed here has no width to read
+        check_lattice_fits_teacher(params)

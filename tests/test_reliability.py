@@ -88,5 +88,5 @@ def test_the_real_table_and_drills_are_marked():
     ids = [line for line in listed.stdout.splitlines() if "::" in line]
     assert sum("test_bad_input_gets_a_clear_error" in i for i in ids) >= 30
     for drill in ("test_resume_after_a_kill", "test_nan_loss", "test_corrupted_cache", "test_killed_while_writing",
-                  "test_sigkill_mid_stage", "test_four_queued_experiments"):
+                  "test_sigkill_mid_stage", "test_two_queued_experiments"):
         assert any(drill in i for i in ids), drill
