@@ -84,8 +84,12 @@ def section(title: str, folder: Path) -> list[str]:
     out += [f"Cube ({stage}, chosen on validation MRR) minus each baseline, paired over the test pairs and seeds:", "",
             _table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), ""]
     share = share_of_gain(evaluation)
-    if share is not None:
-        gain = models[LINEAR].test["mrr"].mean - models["identity"].test["mrr"].mean
+    gain = models[LINEAR].test["mrr"].mean - models["identity"].test["mrr"].mean
+    resolution = difference(comparisons["identity"]["mrr"]).detectable if "identity" in comparisons else None
+    if share is not None and resolution is not None and abs(gain) < resolution:
+        out += [f"The contrastive linear map gains {gain:+.4f} MRR over identity, less than this split can detect "
+                f"({resolution:.4f}): there is no gain to take a share of.", ""]
+    elif share is not None:
         out += [f"The contrastive linear map gains {gain:+.4f} MRR over identity; the cube captures "
                 f"{share:.0%} of that gain with {models[cube_name].parameters:,} parameters against the map's "
                 f"{models[LINEAR].parameters:,}.", ""]

@@ -21,6 +21,13 @@ def test_a_task_section_has_its_verdicts_detectable_differences_and_share_of_the
     assert "the cube captures" in text and "**What this evaluation can decide.**" in text
 
 
+@pytest.mark.skipif(not (ROOT / "metrics" / "evaluate.json").exists(), reason="no default run in this checkout")
+def test_no_share_of_a_gain_the_split_cannot_detect():
+    """On the dialogue data the linear map is level with identity: a share of that difference would be noise."""
+    text = "\n".join(section("dialogue", ROOT / "metrics"))
+    assert "the cube captures" not in text and "there is no gain to take a share of" in text, text
+
+
 def test_a_run_that_predates_tasks_is_named_not_rendered(tmp_path):
     folder = ROOT / "reports" / "translation"
     if not (folder / "evaluate.json").exists():
