@@ -132,10 +132,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness compare", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
+    parser.add_argument("-n", "--commits", type=int, default=1, metavar="N",
+                        help="experiments of the last N commits (default 1: HEAD's, as `dvc exp show`); an experiment "
+                             "run before a later commit is listed with -n 2 or more")
+    args = parser.parse_args(argv)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True,
-                           env=env, check=False)
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "-n", str(args.commits)],
+                           capture_output=True, text=True, env=env, check=False)
     if shown.returncode:
         print(f"error: dvc exp show failed:\n{shown.stderr.strip()}", file=sys.stderr)
         return 2
