@@ -16,7 +16,7 @@ setup: $(BIN)/activate git-identity
 	# where that fails only those tasks are missing (their error names the images that carry them)
 	$(BIN)/python -m cube.sources fetch || echo "setup: the dialogue task runs; the word tasks need the sources above"
 	# `dvc plots show` with vega inline, so its page renders offline (.dvc/config names this template)
-	$(BIN)/python -m harness.plots_page template
+	$(BIN)/python -m harness plots-page template
 
 # `dvc exp run` commits experiments: give this repository an identity when git has none
 git-identity:
@@ -54,12 +54,12 @@ gate:
 
 # CI's gate: the tiny profile (profiles/tiny.yaml) run by dvc in a throw-away clone, then gated
 gate-tiny:
-	$(BIN)/python -m harness.profile profiles/tiny.yaml --gate
+	$(BIN)/python -m harness profile profiles/tiny.yaml --gate
 
 # record new baselines (tiny profile and the default run) after an intended change: each prints the comparison it
 # accepts before writing; commit reports/baseline.json
 baseline:
-	$(BIN)/python -m harness.profile profiles/tiny.yaml --update
+	$(BIN)/python -m harness profile profiles/tiny.yaml --update
 	$(BIN)/python -m harness gate --update
 
 BENCH_ARGS := tests/bench --benchmark-enable --benchmark-only --benchmark-max-time=0.5
@@ -79,7 +79,7 @@ doctor:
 
 # `dvc plots show`'s page rendered by headless Chromium with no network: every plot must be drawn
 plots-check:
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m harness.plots_page check --screenshot dvc_plots.png
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m harness plots-page check --screenshot dvc_plots.png
 
 # the images, cube:cpu and cube:cuda, with this host's pip setup (a running Docker engine; docker/ci.sh starts one)
 image-cpu image-cuda: image-%:

@@ -40,8 +40,9 @@ def write_text(target: str | Path, text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
-def write_json(target: str | Path, obj: Any) -> None:
-    write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+def write_json(target: str | Path, obj: Any, sort_keys: bool = True) -> None:
+    """Indented JSON; keys sorted unless the object's own order means something (``sort_keys=False``)."""
+    write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=sort_keys) + "\n")
 
 
 def write_with(target: str | Path, writer: Callable[[Path], None]) -> None:

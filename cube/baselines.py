@@ -1,6 +1,7 @@
 """Baselines fit on the training split, to stand beside the cube in every report.
 
-Each is a ``Baseline``: a name, a prediction function, a parameter count and its tuning budget.
+Each is a ``Baseline``: a name, a prediction function, a parameter count and its tuning budget. ``cube/rivals.py``
+lists them in order; ``FITS`` here says how each is fitted.
 The trainable ones (the MLP and the contrastive linear map) are trained the way the cube is:
 by the same ``CubeTrainer`` with the cube's stage settings, so the same loss mix, optimizer,
 clipping, schedule, early stopping, monitor and epoch-0 fallback (a stage that no epoch improves
@@ -20,18 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from cube import rivals
 from cube.config import BaselinesConfig, StageConfig, TrainConfig, TunedStage
 from cube.embedded import EmbeddedData, EmbeddedSplit
 from cube.processor import Mode
+from cube.rivals import LEGACY, LINEAR, SWEPT
 from cube.trainer import CubeTrainer, predict
 
 RIDGE_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 TRAINED_STAGES = ("dialogue", "optimized", "advanced")
-LINEAR = "linear (contrastive)"
-BASELINE_ORDER = ("identity", "mean answer", "ridge", "procrustes", LINEAR, "mlp", "legacy q+0.15tanh(q)")
-# What the cube's defaults and the trainable baselines' values were chosen with: configurations x seeds on val MRR.
-SWEEP_CONFIGS, SWEEP_SEEDS = 16, 3
-SWEPT = f"{SWEEP_CONFIGS} configs x {SWEEP_SEEDS} seeds on val"
 
 
 @dataclass
@@ -49,7 +47,7 @@ def identity() -> Baseline:
 
 
 def legacy_transform() -> Baseline:
-    return Baseline("legacy q+0.15tanh(q)", lambda q: q + 0.15 * torch.tanh(q), 0,
+    return Baseline(LEGACY, lambda q: q + 0.15 * torch.tanh(q), 0,
                     "the earlier system's fixed processor, for the record")
 
 
@@ -174,15 +172,42 @@ def linear(data: EmbeddedData, seed: int, config: BaselinesConfig, train: TrainC
                     "q W + b from W = I")
 
 
+@dataclass(frozen=True)
+class FitInputs:
+    """What a baseline may fit on: train (and val for tuning) of ``data``, the run's seed and settings."""
+
+    data: EmbeddedData
+    seed: int
+    config: BaselinesConfig
+    train: TrainConfig
+    device: torch.device | str = "cpu"
+
+
+FITS: dict[str, Callable[[FitInputs], Baseline]] = {  # how each of cube/rivals.py's baselines is fitted
+    "identity": lambda _: identity(),
+    "mean answer": lambda run: mean_answer(run.data.train),
+    "ridge": lambda run: ridge(run.data.train, run.data.val),
+    "procrustes": lambda run: procrustes(run.data.train),
+    LINEAR: lambda run: linear(run.data, run.seed, run.config, run.train, run.device),
+    "mlp": lambda run: mlp(run.data, run.seed, run.config, run.train, run.device),
+    LEGACY: lambda _: legacy_transform(),
+}
+
+
 def fit_all(data: EmbeddedData, seed: int, config: BaselinesConfig, train: TrainConfig,
             device: torch.device | str = "cpu") -> list[Baseline]:
-    """Every baseline, fit on train (and tuned on val) of ``data``."""
-    return [
-        identity(),
-        mean_answer(data.train),
-        ridge(data.train, data.val),
-        procrustes(data.train),
-        linear(data, seed, config, train, device),
-        mlp(data, seed, config, train, device),
-        legacy_transform(),
-    ]
+    """Every baseline of ``cube/rivals.py``, fit on train (and tuned on val) of ``data``, in that order."""
+    unlisted = sorted(set(FITS) - set(rivals.names()))
+    if unlisted:
+        raise ValueError(f"cube/baselines.py fits {unlisted}, which cube/rivals.py does not list: add them to RIVALS")
+    run = FitInputs(data, seed, config, train, device)
+    fitted = []
+    for rival in rivals.RIVALS:
+        if rival.name not in FITS:
+            raise ValueError(f"cube/rivals.py lists the baseline {rival.name!r}, which cube/baselines.py cannot fit: "
+                             "add its function to FITS")
+        baseline = FITS[rival.name](run)
+        if baseline.name != rival.name:
+            raise ValueError(f"the fit of baseline {rival.name!r} returned one named {baseline.name!r}")
+        fitted.append(baseline)
+    return fitted

@@ -1,22 +1,26 @@
 """Typed sections of ``params.yaml`` and their strict loader.
 
-Every section is a frozen dataclass. Loading walks the YAML mapping against the
-dataclass fields: an unknown key names the nearest valid key, a wrong type or an
-out-of-range value names the key, the value and what is allowed. A missing key
-takes the field's default; a misspelt one never does.
+Every section is a frozen dataclass whose field types say what is allowed (strict whole numbers, numbers, text,
+true/false, a choice of words, a range); pydantic checks a YAML mapping against them, the same validator that
+checks every stage's result. Its findings are put in this project's words: an unknown key names the nearest valid
+key, a wrong type or an out-of-range value names the key, the value and what is allowed. A missing key takes the
+field's default; a misspelt one never does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from annotated_types import Ge, Gt, Le, MinLen
+from pydantic import ConfigDict, Strict, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from cube.digest import json_digest
 from cube.stages import STAGE_NAMES
@@ -26,106 +30,121 @@ class ConfigError(ValueError):
     """A params file that cannot be used as it is; the message says where and how to fix it."""
 
 
-def value_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
-    """Field metadata for an allowed numeric range (``lo_open``: ``lo`` itself excluded)."""
-    return {"range": (lo, hi, lo_open)}
-
-
-def positive() -> dict:
-    return value_range(0, None, lo_open=True)
-
-
-def non_negative() -> dict:
-    return value_range(0, None)
-
-
-def fraction() -> dict:
-    return value_range(0.0, 1.0)
-
-
-
-
 @dataclass(frozen=True)
+class Range:
+    """An allowed numeric range, kept beside pydantic's constraints so an error can state the whole of it."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself excluded
+
+    def __str__(self) -> str:
+        left = "(" if self.lo_open else "["
+        return f"{left}{'-inf' if self.lo is None else self.lo}, " + ("inf)" if self.hi is None else f"{self.hi}]")
+
+
+def ranged(kind: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
+    """``kind`` limited to a range (``lo_open``: ``lo`` itself excluded)."""
+    constraints = [Gt(lo) if lo_open else Ge(lo)] if lo is not None else []
+    constraints += [Le(hi)] if hi is not None else []
+    return Annotated[(kind, Range(lo, hi, lo_open), *constraints)]
+
+
+Number = Annotated[float, Strict()]  # an int in the file is read as the same float
+PositiveInt = ranged(StrictInt, 0, lo_open=True)
+NonNegativeInt = ranged(StrictInt, 0)
+PositiveFloat = ranged(Number, 0, lo_open=True)
+NonNegativeFloat = ranged(Number, 0)
+Fraction = ranged(Number, 0.0, 1.0)
+
+
+def section(cls: type) -> type:
+    """A frozen dataclass for a params section: unknown keys refused."""
+    cls.__pydantic_config__ = ConfigDict(extra="forbid")
+    return dataclass(frozen=True)(cls)
+
+
+@section
 class DataConfig:
     # what is retrieved among what (cube/tasks.py): the next turn of a dialogue, a German or French word's English
     # translation, or the WordNet headword a definition defines
     task: Literal["dialogue", "translation", "reverse_dictionary"] = "dialogue"
     languages: Literal["deu-eng", "fra-eng"] = "deu-eng"  # translation: the FreeDict dictionary read
     corpus: Literal["chatterbot", "chitchat", "file"] = "chatterbot"  # dialogue: the conversations read
-    path: str | None = None  # JSONL or CSV file when corpus is "file"
-    language: str = "english"  # chatterbot-corpus language folder
-    question_field: str = "question"
-    answer_field: str = "answer"
-    max_pairs: int = field(default=0, metadata=non_negative())  # 0: all pairs
-    val_fraction: float = field(default=0.1, metadata=value_range(0.0, 0.5, lo_open=True))
+    path: StrictStr | None = None  # JSONL or CSV file when corpus is "file"
+    language: StrictStr = "english"  # chatterbot-corpus language folder
+    question_field: StrictStr = "question"
+    answer_field: StrictStr = "answer"
+    max_pairs: NonNegativeInt = 0  # 0: all pairs
+    val_fraction: ranged(Number, 0.0, 0.5, lo_open=True) = 0.1
     # up to 0.8: an evaluation-first split (the default run tests on 60%) still leaves 10% to train on
-    test_fraction: float = field(default=0.1, metadata=value_range(0.0, 0.8, lo_open=True))
-    cache_dir: str = "data/cache"
+    test_fraction: ranged(Number, 0.0, 0.8, lo_open=True) = 0.1
+    cache_dir: StrictStr = "data/cache"
 
 
-@dataclass(frozen=True)
+@section
 class TeacherModelConfig:
-    name: str = "all-MiniLM-L6-v2"  # an embedded model, a local folder, or a model id in the HF cache
+    name: StrictStr = "all-MiniLM-L6-v2"  # an embedded model, a local folder, or a model id in the HF cache
     pooling: Literal["mean", "last_token", "cls"] = "mean"
-    max_length: int = field(default=256, metadata=positive())
+    max_length: PositiveInt = 256
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
 
-@dataclass(frozen=True)
+@section
 class TeacherConfig:
-    models: tuple[TeacherModelConfig, ...] = (TeacherModelConfig(),)
+    models: Annotated[tuple[TeacherModelConfig, ...], MinLen(1)] = (TeacherModelConfig(),)
     weighting: Literal["equal", "agreement"] = "equal"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    offline: bool = True  # never reach a model hub at run time
+    offline: StrictBool = True  # never reach a model hub at run time
 
 
-@dataclass(frozen=True)
+@section
 class CubeConfig:
-    lattice: tuple[int, int, int] = field(default=(8, 8, 6), metadata=positive())
-    state_channels: int = field(default=8, metadata=positive())
-    hidden: int = field(default=32, metadata=positive())
-    steps: int = field(default=10, metadata=positive())
+    lattice: tuple[PositiveInt, PositiveInt, PositiveInt] = (8, 8, 6)
+    state_channels: PositiveInt = 8
+    hidden: PositiveInt = 32
+    steps: PositiveInt = 10
     boundary: Literal["walls", "periodic"] = "walls"
     adapter: Literal["none", "linear"] = "none"
-    residual: bool = True
-    position_code: bool = True  # a learned per-cell code added to the initial state
-    activation_checkpointing: bool = False
+    residual: StrictBool = True
+    position_code: StrictBool = True  # a learned per-cell code added to the initial state
+    activation_checkpointing: StrictBool = False
 
 
-@dataclass(frozen=True)
+@section
 class StageConfig:
-    epochs: int = field(default=20, metadata=positive())
-    batch_size: int = field(default=64, metadata=positive())
-    lr: float = field(default=3e-3, metadata=non_negative())  # 0 freezes the stage: it keeps its starting map
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    lr: NonNegativeFloat = 3e-3  # 0 freezes the stage: it keeps its starting map
     optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = field(default=0.0, metadata=non_negative())
-    grad_clip: float = field(default=0.0, metadata=non_negative())  # 0: off
+    weight_decay: NonNegativeFloat = 0.0
+    grad_clip: NonNegativeFloat = 0.0  # 0: off
     scheduler: Literal["none", "plateau"] = "none"
-    plateau_factor: float = field(default=0.5, metadata=value_range(0.0, 1.0, lo_open=True))
-    plateau_patience: int = field(default=2, metadata=non_negative())
-    early_stopping_patience: int = field(default=0, metadata=non_negative())  # 0: off
+    plateau_factor: ranged(Number, 0.0, 1.0, lo_open=True) = 0.5
+    plateau_patience: NonNegativeInt = 2
+    early_stopping_patience: NonNegativeInt = 0  # 0: off
     monitor: Literal["mrr", "cosine"] = "cosine"  # validation metric for plateau, early stopping, best epoch
     # loss mix
-    cosine_weight: float = field(default=1.0, metadata=non_negative())
-    mse_weight: float = field(default=0.0, metadata=non_negative())
-    infonce_weight: float = field(default=0.0, metadata=non_negative())
-    infonce_temperature: float = field(default=0.05, metadata=positive())
-    triplet_weight: float = field(default=0.0, metadata=non_negative())
-    triplet_margin: float = field(default=0.2, metadata=non_negative())
-    diversity_weight: float = field(default=0.0, metadata=non_negative())
+    cosine_weight: NonNegativeFloat = 1.0
+    mse_weight: NonNegativeFloat = 0.0
+    infonce_weight: NonNegativeFloat = 0.0
+    infonce_temperature: PositiveFloat = 0.05
+    triplet_weight: NonNegativeFloat = 0.0
+    triplet_margin: NonNegativeFloat = 0.2
+    diversity_weight: NonNegativeFloat = 0.0
     # curriculum: easy pairs first, by teacher difficulty 1 - cos(q, a)
-    curriculum: bool = False
-    curriculum_start: float = field(default=0.3, metadata=value_range(0.0, 1.0, lo_open=True))
-    curriculum_epochs: int = field(default=5, metadata=positive())
+    curriculum: StrictBool = False
+    curriculum_start: ranged(Number, 0.0, 1.0, lo_open=True) = 0.3
+    curriculum_epochs: PositiveInt = 5
     # denoising (autoencoder stage)
-    noise_std: float = field(default=0.0, metadata=non_negative())
-    input_dropout: float = field(default=0.0, metadata=value_range(0.0, 1.0))
+    noise_std: NonNegativeFloat = 0.0
+    input_dropout: Fraction = 0.0
     # training pairs whose teacher cos(q, a) is below this are left out (None: keep all)
-    semantic_similarity_threshold: float | None = field(default=None, metadata=value_range(-1.0, 1.0))
+    semantic_similarity_threshold: ranged(Number, -1.0, 1.0) | None = None
     autocast: Literal["none", "bf16", "fp16"] = "none"
 
 
-@dataclass(frozen=True)
+@section
 class DistributedConfig:
     """Data-parallel training with torchrun + DistributedDataParallel (``train.distributed``).
 
@@ -133,11 +152,11 @@ class DistributedConfig:
     ``batch_size`` is the global batch, split evenly over the processes.
     """
 
-    nproc_per_node: int = field(default=1, metadata=positive())  # processes on each node (one per GPU)
-    nnodes: int = field(default=1, metadata=positive())
-    node_rank: int = field(default=0, metadata=non_negative())  # this node's index, 0 .. nnodes-1
-    master_addr: str = "127.0.0.1"  # node 0's address, reachable from every node
-    master_port: int = field(default=29500, metadata=value_range(0, 65535))  # 0: a free port (single node only)
+    nproc_per_node: PositiveInt = 1  # processes on each node (one per GPU)
+    nnodes: PositiveInt = 1
+    node_rank: NonNegativeInt = 0  # this node's index, 0 .. nnodes-1
+    master_addr: StrictStr = "127.0.0.1"  # node 0's address, reachable from every node
+    master_port: ranged(StrictInt, 0, 65535) = 29500  # 0: a free port (single node only)
     backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on the CPU
 
     @property
@@ -145,10 +164,10 @@ class DistributedConfig:
         return self.nproc_per_node * self.nnodes
 
 
-@dataclass(frozen=True)
+@section
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    deterministic: bool = True
+    deterministic: StrictBool = True
     distributed: DistributedConfig = DistributedConfig()
     autoencoder: StageConfig = StageConfig(epochs=10, noise_std=0.01, input_dropout=0.1)
     dialogue: StageConfig = StageConfig()
@@ -163,24 +182,24 @@ class TrainConfig:
     )
 
 
-@dataclass(frozen=True)
+@section
 class TunedStage:
     """A trainable baseline's advanced-stage values and whether it goes through the cube's earlier dialogue stages
     first, chosen on validation like the cube's (``baselines.*``); every other setting is the cube's own
     ``train.<stage>``."""
 
-    lr: float = field(default=1e-3, metadata=positive())
-    weight_decay: float = field(default=0.01, metadata=non_negative())
-    infonce_temperature: float = field(default=0.1, metadata=positive())
-    chain: bool = True  # true: dialogue -> optimized -> advanced, as the cube; false: the advanced stage alone
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.01
+    infonce_temperature: PositiveFloat = 0.1
+    chain: StrictBool = True  # true: dialogue -> optimized -> advanced, as the cube; false: the advanced stage alone
 
 
-@dataclass(frozen=True)
+@section
 class MLPBaselineConfig(TunedStage):
-    hidden: int = field(default=512, metadata=positive())
+    hidden: PositiveInt = 512
 
 
-@dataclass(frozen=True)
+@section
 class BaselinesConfig:
     """The trainable baselines: trained from the identity map with the cube's stage settings (loss mix, optimizer,
     clipping, schedule, early stopping, epoch-0 fallback and monitor), with these tuned values."""
@@ -189,12 +208,12 @@ class BaselinesConfig:
     linear: TunedStage = TunedStage(chain=False)
 
 
-@dataclass(frozen=True)
+@section
 class ModelParams:
     """The sections the model library reads: data, teachers, the cube, its training and the trainable baselines.
     The harness adds its own sections (bench, gate, quality, reliability) in ``harness.config.Params``."""
 
-    seed: int = field(default=0, metadata=non_negative())
+    seed: NonNegativeInt = 0
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
     cube: CubeConfig = CubeConfig()
@@ -245,89 +264,93 @@ def read_params_file(path: str | Path, cls: type) -> Any:
 
 
 def build_strict(cls: type, raw: Any, source: str) -> Any:
-    """``cls`` (a dataclass of dataclasses) from plain data: unknown keys named with the nearest valid one, every
-    value checked against its type and range."""
-    return _build(cls, raw, source, "")
+    """``cls`` (a section dataclass of section dataclasses) from plain data, checked by pydantic against the field
+    types; the first problem found is a ConfigError in the words of ``_problem``."""
+    try:
+        return _adapter(cls).validate_python(raw)
+    except ValidationError as error:
+        found = error.errors()
+        first = min(found, key=lambda e: e["type"] != "unexpected_keyword_argument")  # unknown keys first
+        raise ConfigError(f"{source}: {_problem(cls, first)}") from None
+
+
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
 
 
 def _field_names(cls: type) -> str:
     return ", ".join(f.name for f in dataclasses.fields(cls))
 
 
-def _build(cls: type, raw: Any, source: str, where: str) -> Any:
-    label = where or "the top level"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {label} must be a mapping of keys to values, got {type(raw).__name__} {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key in raw:
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.4)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"{source}: unknown key {key!r} in {label}{hint}")
-    values = {}
-    for name, value in raw.items():
-        key_path = f"{where}.{name}" if where else name
-        values[name] = _convert(hints[name], value, source, key_path, fields[name].metadata)
-    return cls(**values)
+def _key(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
-def _convert(tp: Any, value: Any, source: str, key: str, meta: Any) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, source, key, meta)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, key)
-    if origin is Literal:
-        if value not in args:
-            allowed = ", ".join(repr(a) for a in args)
-            near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.4)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"{source}: {key} = {value!r} is not allowed{hint}; choose one of {allowed}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key} must be a list, got {type(value).__name__} {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            if not value and not (meta and meta.get("may_be_empty")):
-                raise ConfigError(f"{source}: {key} must not be empty")
-            return tuple(_convert(args[0], v, source, f"{key}[{i}]", meta) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{source}: {key} must have {len(args)} entries, got {len(value)}: {value!r}")
-        return tuple(_convert(a, v, source, f"{key}[{i}]", meta) for i, (a, v) in enumerate(zip(args, value)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {key} must be a whole number, got {type(value).__name__} {value!r}")
-        _checkvalue_range(value, source, key, meta)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {key} must be a number, got {type(value).__name__} {value!r}")
-        _checkvalue_range(float(value), source, key, meta)
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: {key} must be text, got {type(value).__name__} {value!r}")
-        return value
-    raise TypeError(f"config type {tp!r} for {key} is not supported by the loader")  # a bug in this module
+def _unwrapped(tp: Any) -> tuple[Any, Range | None]:
+    """A field type without Optional and Annotated, and the Range it carries if any."""
+    limits = None
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            limits = next((m for m in tp.__metadata__ if isinstance(m, Range)), limits)
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        else:
+            return tp, limits
 
 
-def _checkvalue_range(value: float, source: str, key: str, meta: Any) -> None:
-    lo, hi, lo_open = meta.get("range", (None, None, False)) if meta else (None, None, False)
-    too_low = lo is not None and (value <= lo if lo_open else value < lo)
-    too_high = hi is not None and value > hi
-    if too_low or too_high:
-        left = "(" if lo_open else "["
-        allowed = f"{left}{'-inf' if lo is None else lo}, " + ("inf)" if hi is None else f"{hi}]")
-        raise ConfigError(f"{source}: {key} = {value!r} is out of range; allowed range is {allowed}")
+def _type_at(cls: type, loc: tuple[str | int, ...]) -> tuple[Any, Range | None]:
+    """The declared type (and range) of the value at ``loc`` under ``cls``."""
+    tp, limits = cls, None
+    for part in loc:
+        if isinstance(part, int):
+            args = typing.get_args(tp)
+            tp = args[0] if len(args) == 2 and args[1] is Ellipsis else args[min(part, len(args) - 1)]
+        else:
+            tp = typing.get_type_hints(tp, include_extras=True)[part]
+        tp, limits = _unwrapped(tp)
+    return tp, limits
+
+
+def _problem(cls: type, error: dict[str, Any]) -> str:
+    """One pydantic finding as this project states it: where, what was given, what is allowed."""
+    loc, value, kind = tuple(error["loc"]), error["input"], error["type"]
+    key, got = _key(loc), f"{type(value).__name__} {value!r}"
+    if kind == "unexpected_keyword_argument":
+        parent, _ = _type_at(cls, loc[:-1])
+        fields = [f.name for f in dataclasses.fields(parent)]
+        near = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.4)
+        hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(fields)}"
+        return f"unknown key {loc[-1]!r} in {_key(loc[:-1]) or 'the top level'}{hint}"
+    if kind in ("dataclass_type", "dataclass_args_type"):
+        return f"{key or 'the top level'} must be a mapping of keys to values, got {got}"
+    if kind == "literal_error":
+        allowed = typing.get_args(_type_at(cls, loc)[0])
+        near = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.4)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return f"{key} = {value!r} is not allowed{hint}; choose one of {', '.join(repr(a) for a in allowed)}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{key} = {value!r} is out of range; allowed range is {_type_at(cls, loc)[1]}"
+    if kind == "missing" and loc and isinstance(loc[-1], int):  # a fixed-length list with entries missing
+        loc = loc[:-1]
+        kind = "too_short"
+    if kind in ("too_short", "too_long"):
+        declared = typing.get_args(_type_at(cls, loc)[0])
+        if len(declared) == 2 and declared[1] is Ellipsis:
+            return f"{_key(loc)} must not be empty"
+        return f"{_key(loc)} must have {len(declared)} entries, got {len(value)}: {value!r}"
+    wanted = {"int_type": "a whole number", "float_type": "a number", "string_type": "text",
+              "tuple_type": "a list"}
+    if kind == "bool_type":
+        return f"{key} must be true or false, got {value!r}"
+    if kind in wanted:
+        return f"{key} must be {wanted[kind]}, got {got}"
+    return f"{key or 'the top level'}: {error['msg']}"
 
 
 def check_model_params(params: ModelParams, source: str) -> None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from cube import atomic, ensemble, metrics
+from cube.card import TeacherInfo
 from cube.config import ModelParams
 from cube.device import choose_device
 from cube.embedding_cache import EmbeddingCache
@@ -60,18 +61,6 @@ class EmbeddedSplit:
         by_group = torch.zeros(n_groups, len(self.candidates), dtype=torch.bool)
         by_group[self.group, self.answer_index] = True
         return by_group[self.group]
-
-
-@dataclass
-class TeacherInfo:
-    name: str
-    width: int
-    pooling: str
-    dtype: str
-    weights_sha256: str
-    weight: float
-    pair_agreement: float
-    truncated: int  # texts longer than the teacher's max_length, of all the splits' sentences
 
 
 @dataclass

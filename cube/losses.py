@@ -10,14 +10,6 @@ import torch.nn.functional as F
 from cube.config import StageConfig
 
 
-def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (1.0 - F.cosine_similarity(pred, target, dim=-1)).mean()
-
-
-def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(pred, target)
-
-
 def _duplicate_targets(target: torch.Tensor) -> torch.Tensor:
     """(B, B) True where two different rows hold the same target (not a true negative)."""
     t = F.normalize(target, dim=-1)
@@ -29,23 +21,61 @@ def similarity_matrix(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.normalize(pred, dim=-1) @ F.normalize(target, dim=-1).T
 
 
+# Each loss is written once, as a sum over this process's rows divided by the global batch ``n``: ``stage_loss``
+# adds them up per process, and the one-argument forms below are the same code with every row in one process.
+
+
+def _cosine_term(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
+    return (1.0 - F.cosine_similarity(pred, target, dim=-1)).sum() / n
+
+
+def _mse_term(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
+    return (pred - target).pow(2).sum() / (n * target.shape[1])
+
+
+def _infonce_term(sims: torch.Tensor, blocked: torch.Tensor, own: torch.Tensor, temperature: float,
+                  n: int) -> torch.Tensor:
+    """Each prediction must pick its own target among the batch's targets (in-batch negatives); ``sims`` is
+    (rows, N) against every target, ``blocked`` masks duplicate targets, ``own`` is each row's target index."""
+    logits = (sims / temperature).masked_fill(blocked, float("-inf"))
+    return F.cross_entropy(logits, own, reduction="sum") / n
+
+
+def _triplet_term(sims: torch.Tensor, blocked: torch.Tensor, own: torch.Tensor, margin: float,
+                  valid_total: int) -> torch.Tensor:
+    """Hinge on cos(pred, own target) vs. cos(pred, hardest other target), over the rows that have a negative;
+    ``blocked`` masks each row's own and duplicate targets."""
+    positive = sims[torch.arange(len(sims), device=sims.device), own]
+    hardest = sims.masked_fill(blocked, float("-inf")).max(dim=1).values
+    valid = torch.isfinite(hardest)
+    return F.relu(margin - positive[valid] + hardest[valid]).sum() / valid_total
+
+
+def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return _cosine_term(pred, target, len(pred))
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return _mse_term(pred, target, len(pred))
+
+
 def infonce_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Each prediction must pick its own target among the batch's targets (in-batch negatives)."""
-    logits = similarity_matrix(pred, target) / temperature
-    logits = logits.masked_fill(_duplicate_targets(target), float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(pred), device=pred.device))
+    own = torch.arange(len(pred), device=pred.device)
+    return _infonce_term(similarity_matrix(pred, target), _duplicate_targets(target), own, temperature, len(pred))
+
+
+def _negatives_blocked(duplicates: torch.Tensor) -> torch.Tensor:
+    """A row's own target and its duplicates: never its negatives."""
+    return duplicates | torch.eye(len(duplicates), dtype=torch.bool, device=duplicates.device)
 
 
 def triplet_loss(pred: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
-    """Hinge on cos(pred, own target) vs. cos(pred, hardest other target in the batch)."""
-    sims = similarity_matrix(pred, target)
-    positive = sims.diagonal()
-    blocked = _duplicate_targets(target) | torch.eye(len(pred), dtype=torch.bool, device=pred.device)
-    hardest = sims.masked_fill(blocked, float("-inf")).max(dim=1).values
-    valid = torch.isfinite(hardest)
-    if not valid.any():
+    blocked = _negatives_blocked(_duplicate_targets(target))
+    valid_total = int((~blocked).any(dim=1).sum())
+    if not valid_total:
         return pred.sum() * 0.0
-    return F.relu(margin - positive[valid] + hardest[valid]).mean()
+    own = torch.arange(len(pred), device=pred.device)
+    return _triplet_term(similarity_matrix(pred, target), blocked, own, margin, valid_total)
 
 
 def diversity_penalty(pred: torch.Tensor) -> torch.Tensor:
@@ -97,29 +127,22 @@ def stage_loss(
     zero = pred.sum() * 0.0  # keeps every parameter in the graph when this process holds no rows
     parts: dict[str, torch.Tensor] = {}
     if config.cosine_weight:
-        term = (1.0 - F.cosine_similarity(local_pred, local_target, dim=-1)).sum() / n
-        parts["cosine"] = config.cosine_weight * (term + zero)
+        parts["cosine"] = config.cosine_weight * (_cosine_term(local_pred, local_target, n) + zero)
     if config.mse_weight:
-        term = (local_pred - local_target).pow(2).sum() / (n * target.shape[1])
-        parts["mse"] = config.mse_weight * (term + zero)
+        parts["mse"] = config.mse_weight * (_mse_term(local_pred, local_target, n) + zero)
     if config.infonce_weight or config.triplet_weight:
         duplicates = _duplicate_targets(target)  # (N, N) over the whole global batch
-        sims = similarity_matrix(local_pred, target)  # (count, N)
+        sims = similarity_matrix(local_pred, target)  # (count, N), shared by both terms
         own = torch.arange(rows.start, rows.stop, device=pred.device)
     if config.infonce_weight:
-        logits = (sims / config.infonce_temperature).masked_fill(duplicates[rows], float("-inf"))
-        term = F.cross_entropy(logits, own, reduction="sum") / n if count else zero
+        term = _infonce_term(sims, duplicates[rows], own, config.infonce_temperature, n) if count else zero
         parts["infonce"] = config.infonce_weight * (term + zero)
     if config.triplet_weight:
-        eye = torch.eye(n, dtype=torch.bool, device=pred.device)
-        blocked = duplicates | eye
+        blocked = _negatives_blocked(duplicates)
         valid_total = int((~blocked).any(dim=1).sum())  # rows with a negative, over the whole batch
         term = zero
         if count and valid_total:
-            positive = sims[torch.arange(count, device=pred.device), own]
-            hardest = sims.masked_fill(blocked[rows], float("-inf")).max(dim=1).values
-            valid = torch.isfinite(hardest)
-            term = F.relu(config.triplet_margin - positive[valid] + hardest[valid]).sum() / valid_total
+            term = _triplet_term(sims, blocked[rows], own, config.triplet_margin, valid_total)
         parts["triplet"] = config.triplet_weight * (term + zero)
     if config.diversity_weight:
         parts["diversity"] = config.diversity_weight * _diversity_share(local_pred, n, world_size, all_reduce_sum, zero)

@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from cube import __version__
 from cube.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from cube.config import ConfigError, StageConfig, to_plain
 from cube.device import OutOfDeviceMemory, out_of_memory_message
-from cube.digest import json_digest
+from cube.digest import json_digest, library_digest
 from cube.distributed import World, rank_seed
 from cube.embedded import EmbeddedData
 from cube.losses import curriculum_subset, stage_loss
@@ -141,7 +140,7 @@ class CubeTrainer:
         identity = {
             "stage": self.stage, "stage_config": to_plain(self.config), "cube": to_plain(self.model.config),
             "dim": self.model.dim, "mode": self.model.mode.value, "seed": self.seed, "fingerprint": fingerprint,
-            "code": __version__,
+            "code": library_digest(),
         }
         return json_digest(identity)
 
@@ -205,7 +204,7 @@ class CubeTrainer:
         tensors.update({f"best.{k}": v for k, v in best["state"].items()})
         tensors.update(optim_tensors)
         meta = {
-            "code_version": __version__, "stage": self.stage, "epoch": epoch, "completed": done,
+            "code_sha256": library_digest(), "stage": self.stage, "epoch": epoch, "completed": done,
             "resume_key": self.resume_key, "seed": self.seed, "dim": self.model.dim,
             "mode": self.model.mode.value, "cube": to_plain(self.model.config),
             "stage_config": to_plain(self.config), "monitor": self.monitor,

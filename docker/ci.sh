@@ -109,7 +109,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.profile import TINY, make_workspace
+from harness.workflows.profile import TINY, make_workspace
 
 overlay = yaml.safe_load(TINY.read_text(encoding="utf-8")) | {"quality": {"extra_seeds": []}}
 one_seed = Path(sys.argv[1]) / "tiny-one-seed.yaml"

@@ -25,7 +25,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from cube.pairs import DataError
     from cube.reshaper import LatticeSizeError
     from cube.teachers import TeacherError
-    from harness.gate import GateError
+    from harness.judge.gate import GateError
 
     return (ConfigError, DataError, DeviceError, LatticeSizeError, TeacherError, CheckpointError, FileNotFoundError,
             GateError)
@@ -37,7 +37,7 @@ def cmd_check(params: Params, args: argparse.Namespace) -> None:
     import yaml
 
     from cube import atomic
-    from harness.experiments import check_lattice_fits_teacher
+    from harness.workflows.experiments import check_lattice_fits_teacher
 
     check_lattice_fits_teacher(params)
     header = (f"# Written by `python -m harness check` from {args.params} and the defaults in cube/config.py and\n"
@@ -65,7 +65,7 @@ def cmd_train(params: Params, args: argparse.Namespace) -> int | None:
     """One stage here, or, with train.distributed world size above 1, as torchrun workers (its exit status)."""
     from cube.distributed import world_from_env
     from harness.config import params_from_dict
-    from harness.train import launch, needs_launch, run_stage
+    from harness.stages.train import launch, needs_launch, run_stage
 
     if args.node_rank is not None:  # this node's rank without a params file of its own (multi-node)
         raw = params.to_dict()
@@ -75,13 +75,13 @@ def cmd_train(params: Params, args: argparse.Namespace) -> int | None:
         return launch(params, args.stage, args.params, args.node_rank)
     summary = run_stage(params, args.stage)
     if world_from_env().is_main:
-        print(f"{args.stage}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
-              f"val {summary['monitor']} {summary['best_value']:.4f}")
+        print(f"{args.stage}: best epoch {summary.best_epoch} of {summary.epochs_run}, "
+              f"val {summary.monitor} {summary.best_value:.4f}")
     return None
 
 
 def cmd_seeds(params: Params, args: argparse.Namespace) -> None:
-    from harness.train import run_repeats
+    from harness.stages.train import run_repeats
 
     if not params.quality.extra_seeds:
         paths.SEED_CHECKPOINTS.mkdir(parents=True, exist_ok=True)  # the stage's declared output, empty
@@ -91,45 +91,43 @@ def cmd_seeds(params: Params, args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(params: Params, args: argparse.Namespace) -> None:
-    from harness.evaluate import evaluate_all
+    from harness.stages.evaluate import evaluate_all
 
     result = evaluate_all(params)
-    for group in ("stages", "baselines"):
-        for name, value in result[group].items():
-            test = value["test"]
-            print(f"{name:>22}: test cosine {test['cosine']:.4f}  R@1 {test['recall@1']:.4f}  MRR {test['mrr']:.4f}")
+    for name, value in (result.stages | result.baselines).items():
+        test = value.test
+        print(f"{name:>22}: test cosine {test.cosine:.4f}  R@1 {test.recall_at_1:.4f}  MRR {test.mrr:.4f}")
 
 
 def cmd_bench(params: Params, args: argparse.Namespace) -> None:
-    from harness.bench import run_bench
+    from harness.stages.bench import run_bench
 
     result = run_bench(params)
-    for row in result["rows"]:
-        print(f"{row['phase']:>8} batch {row['batch_size']:>5}: {row['samples_per_s']:>12,.0f} samples/s")
+    for row in result.rows:
+        print(f"{row.phase:>8} batch {row.batch_size:>5}: {row.samples_per_s:>12,.0f} samples/s")
 
 
 def cmd_reliability(params: Params, args: argparse.Namespace) -> None:
-    from harness.reliability import run_drills
+    from harness.stages.reliability import run_drills
 
     result = run_drills(params)
-    if not result["run"]:
-        print(f"reliability drills not run: {result['reason']}")
+    if not result.run:
+        print(f"reliability drills not run: {result.reason}")
         return
-    for kind in ("bad_input", "fault"):
-        counts = result[kind]
-        print(f"{kind}: {counts['passed']} of {counts['tried']} passed"
-              + (f"; FAILED: {', '.join(counts['failed'])}" if counts["failed"] else ""))
+    for kind, counts in (("bad_input", result.bad_input), ("fault", result.fault)):
+        print(f"{kind}: {counts.passed} of {counts.tried} passed"
+              + (f"; FAILED: {', '.join(counts.failed)}" if counts.failed else ""))
 
 
 def cmd_report(params: Params, args: argparse.Namespace) -> None:
-    from harness.report import build_report
+    from harness.render.report import build_report
 
     print(f"report written: {build_report(params)}")
 
 
 def cmd_doctor(params: Params, args: argparse.Namespace) -> None:
     from cube import atomic
-    from harness.doctor import diagnose, format_report
+    from harness.measure.doctor import diagnose, format_report
 
     found = diagnose(params.train.device)
     print(format_report(found))
@@ -142,7 +140,7 @@ class GateFailed(Exception):
 
 
 def cmd_gate(params: Params, args: argparse.Namespace) -> None:
-    from harness.gate import run_gate
+    from harness.judge.gate import run_gate
 
     passed, text = run_gate(params, args.baseline, profile=args.profile, update=args.update)
     print(text)
@@ -150,14 +148,8 @@ def cmd_gate(params: Params, args: argparse.Namespace) -> None:
         raise GateFailed()
 
 
-def cmd_compare(params: Params, args: argparse.Namespace) -> int:
-    from harness.compare import main as compare
-
-    return compare([])
-
-
 def cmd_exp(params: Params, args: argparse.Namespace) -> int:
-    from harness.experiments import run
+    from harness.workflows.experiments import run
 
     return run(args.dvc_args, args.params)
 
@@ -173,12 +165,35 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], int | None], st
     "report": (cmd_report, "write reports/report.md and its plots"),
     "doctor": (cmd_doctor, "torch build, GPUs, whether the build can drive them, NVML, CPU; the device choice"),
     "gate": (cmd_gate, "compare this run's metrics with reports/baseline.json; non-zero exit on a regression"),
-    "compare": (cmd_compare, "experiments side by side: swept settings, validation and test MRR, speed (make compare)"),
     "exp": (cmd_exp, "`dvc exp run` with every -S checked against the params schema first (exp run -S key=value ...)"),
 }
 
 
+# Tools with options of their own: `python -m harness <tool> --help` shows them. They read params.yaml themselves
+# where they need it (a profile run lays its own over it), so nothing is loaded before they start.
+TOOLS: dict[str, tuple[str, str]] = {
+    "compare": ("harness.render.compare",
+                "experiments side by side: swept settings, validation and test MRR, speed (make compare)"),
+    "profile": ("harness.workflows.profile", "a profile's whole pipeline in a throw-away clone; its report kept or gated"),
+    "learning-curve": ("harness.workflows.learning_curve", "quality against training pairs, cube and baselines"),
+    "task-summary": ("harness.render.task_summary", "reports/tasks.md from every task's committed run"),
+    "plots-page": ("harness.render.plots_page", "`dvc plots show` offline: write the page template, or check a page"),
+    "memory-probe": ("harness.measure.memory_probe", "one bench phase's host memory, in this fresh process"),
+    "peer-probe": ("harness.measure.peer_probe", "the independent peers' speed ratios, in this fresh process"),
+    "code-deps": ("harness.workflows.code_deps", "check dvc.yaml's code lists against the imports, or --write them"),
+}
+
+
+def run_tool(name: str, argv: list[str]) -> int:
+    import importlib
+
+    return importlib.import_module(TOOLS[name][0]).main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TOOLS:  # the tool parses its own options, --help included
+        return run_tool(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: params.yaml)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--profile", default="default",
                              help="which committed baseline this run replaces (default: default; CI's: tiny)")
             sub.add_argument("--baseline", type=Path, default=None, help="baseline file (default: gate.baseline)")
+    for name, (_, help_text) in TOOLS.items():
+        commands.add_parser(name, help=help_text)  # listed here; main() hands its arguments to the tool
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,75 +1,82 @@
 """The harness's sections of params.yaml (bench, gate, quality, reliability) and the whole file's loader.
 
-The model library's sections live in ``cube.config``; ``Params`` is those plus these, loaded by the same strict
-loader (unknown keys named with the nearest valid one, every value checked against its type and range).
+The model library's sections live in ``cube.config``; ``Params`` is those plus these, declared and loaded the same
+way (pydantic against the field types; unknown keys named with the nearest valid one, every value checked against its
+type and range).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from annotated_types import MinLen
+from pydantic import StrictBool, StrictInt, StrictStr
 
 from cube.config import (
     ConfigError,
+    Fraction,
     ModelParams,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
     build_strict,
     check_model_params,
-    fraction,
-    non_negative,
-    positive,
+    ranged,
     read_params_file,
-    value_range,
+    section,
 )
 
+Sizes = Annotated[tuple[PositiveInt, ...], MinLen(1)]
 
-@dataclass(frozen=True)
+
+@section
 class BenchConfig:
-    batch_sizes: tuple[int, ...] = field(default=(1, 8, 64, 256), metadata=positive())
-    warmup: int = field(default=3, metadata=non_negative())
-    repeats: int = field(default=5, metadata=positive())
-    peer_batch_size: int = field(default=64, metadata=positive())
-    peer_repeats: int = field(default=21, metadata=value_range(3, None))  # interleaved repeats behind each ratio's interval
-    compiled_peer: bool = True  # the eager reference under torch.compile as a peer too (its compile time apart)
-    lattice_sides: tuple[int, ...] = field(default=(4, 8, 12, 16, 24), metadata=positive())
-    steps_sweep: tuple[int, ...] = field(default=(1, 5, 10, 20, 40), metadata=positive())
-    scaling_batch_size: int = field(default=8, metadata=positive())
-    scaling_repeats: int = field(default=3, metadata=positive())
+    batch_sizes: Sizes = (1, 8, 64, 256)
+    warmup: NonNegativeInt = 3
+    repeats: PositiveInt = 5
+    peer_batch_size: PositiveInt = 64
+    peer_repeats: ranged(StrictInt, 3) = 21  # interleaved repeats behind each ratio's interval
+    compiled_peer: StrictBool = True  # the eager reference under torch.compile as a peer too (its compile time apart)
+    lattice_sides: Sizes = (4, 8, 12, 16, 24)
+    steps_sweep: Sizes = (1, 5, 10, 20, 40)
+    scaling_batch_size: PositiveInt = 8
+    scaling_repeats: PositiveInt = 3
 
 
-@dataclass(frozen=True)
+@section
 class GateConfig:
     """Tolerances of ``python -m harness gate``: how far a metric may fall below the baseline before it fails."""
 
-    baseline: str = "reports/baseline.json"
-    cosine_drop: float = field(default=0.01, metadata=non_negative())  # absolute, test cosine per stage
-    recall_drop: float = field(default=0.03, metadata=non_negative())  # absolute, test recall@1 per stage
-    mrr_drop: float = field(default=0.02, metadata=non_negative())  # absolute, test MRR per stage
-    speed_ratio_drop: float = field(default=0.4, metadata=fraction())  # relative, own-vs-peer speed ratios
-    speed_remeasure: int = field(default=2, metadata=non_negative())  # re-timings of an inconclusive speed ratio
-    noise_floor: float = field(default=0.001, metadata=non_negative())  # smaller significant falls: float noise
-    memory_increase: float = field(default=0.25, metadata=non_negative())  # relative, measured peaks per phase
-    memory_slack_mib: float = field(default=8.0, metadata=non_negative())  # absolute, on top: allocator noise
+    baseline: StrictStr = "reports/baseline.json"
+    cosine_drop: NonNegativeFloat = 0.01  # absolute, test cosine per stage
+    recall_drop: NonNegativeFloat = 0.03  # absolute, test recall@1 per stage
+    mrr_drop: NonNegativeFloat = 0.02  # absolute, test MRR per stage
+    speed_ratio_drop: Fraction = 0.4  # relative, own-vs-peer speed ratios
+    speed_remeasure: NonNegativeInt = 2  # re-timings of an inconclusive speed ratio
+    noise_floor: NonNegativeFloat = 0.001  # smaller significant falls: float noise
+    memory_increase: NonNegativeFloat = 0.25  # relative, measured peaks per phase
+    memory_slack_mib: NonNegativeFloat = 8.0  # absolute, on top: allocator noise
 
 
-@dataclass(frozen=True)
+@section
 class QualityConfig:
     """Repeats behind the quality table's mean ± std: the `seeds` stage trains the four stages again, from scratch,
     under each extra seed (initialisation and batch order change; the data split too with ``resplit``)."""
 
-    extra_seeds: tuple[int, ...] = field(default=(1, 2), metadata=non_negative() | {"may_be_empty": True})
-    resplit: bool = False  # true: each extra seed also re-draws the train/val/test split, so the ± includes it
+    extra_seeds: tuple[NonNegativeInt, ...] = (1, 2)  # may be empty: the pipeline's own seed only
+    resplit: StrictBool = False  # true: each extra seed also re-draws the train/val/test split, so the ± includes it
 
 
-@dataclass(frozen=True)
+@section
 class ReliabilityConfig:
     """The `reliability` stage: the bad-input table and fault drills (tests marked bad_input / fault), run now."""
 
-    run: bool = True
-    include_slow: bool = False  # also the drills that run whole nested pipelines (minutes); `make test` runs them
+    run: StrictBool = True
+    include_slow: StrictBool = False  # also the drills that run whole nested pipelines (minutes); `make test` runs them
 
 
-@dataclass(frozen=True)
+@section
 class Params(ModelParams):
     """Every section of params.yaml."""
 

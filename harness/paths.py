@@ -6,12 +6,13 @@ from pathlib import Path
 
 from cube.stages import STAGE_NAMES
 
+REPO = Path(__file__).resolve().parent.parent  # the checkout itself, for tools run from elsewhere (profiles, tests)
 PARAMS = Path("params.yaml")
 EMBEDDED = Path("data/embedded")
 METRICS = Path("metrics")
 DVCLIVE = Path("dvclive")
 REPORTS = Path("reports")
-PROFILES = Path("profiles")  # params.yaml overlays (harness/profile.py); gate baselines are named after them
+PROFILES = Path("profiles")  # params.yaml overlays (harness/workflows/profile.py); gate baselines are named after them
 
 STAGES = STAGE_NAMES  # the training stages, in order (cube/stages.py)
 

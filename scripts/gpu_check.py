@@ -35,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.profile import TINY, make_workspace, merge, run  # noqa: E402
+from harness.workflows.profile import TINY, make_workspace, merge, run  # noqa: E402
 
 STAGES = ("autoencoder", "dialogue", "optimized", "advanced")
 

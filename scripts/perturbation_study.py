@@ -2,7 +2,7 @@
 
 A verdict is about a training recipe, so float noise in the teacher embeddings (another CPU, BLAS or torch
 release) must not move it. For each perturbation this script copies the working tree into a throw-away git
-repository (``harness.profile.make_workspace``), takes this checkout's teacher embeddings from its cache, nudges
+repository (``harness.workflows.profile.make_workspace``), takes this checkout's teacher embeddings from its cache, nudges
 them, and re-runs every stage from ``datasets`` to ``evaluate``; then it lists each paired verdict of
 ``metrics/evaluate.json`` that differs from the committed one. Run after ``dvc repro``, from the repository root:
 
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cube.embedding_cache import _content_hash  # noqa: E402
-from harness.profile import make_workspace, run  # noqa: E402
-from harness.results import Evaluation, read_result  # noqa: E402
+from harness.store.results import Evaluation, read_result  # noqa: E402
+from harness.workflows.profile import make_workspace, run  # noqa: E402
 
 KINDS = {"up": 1, "down": 2, "random": 3}  # perturbation -> the seed that draws its rows
 STAGES = (["check"], ["datasets"], ["train", "autoencoder"], ["train", "dialogue"], ["train", "optimized"],

@@ -3,7 +3,7 @@
 #
 #   scripts/sweep.sh profiles/translation.yaml /tmp/ws-translation -S 'cube.hidden=16,32,64' -S 'cube.steps=5,10,20'
 #
-# The workspace is the one `python -m harness.profile <profile> --keep <workspace>` ran (made here when missing).
+# The workspace is the one `python -m harness profile <profile> --keep <workspace>` ran (made here when missing).
 # Each grid point runs once, under the pipeline seed only and up to `evaluate` (the experiments are chosen on
 # validation MRR; their test columns are for reading), one at a time so the timings stay honest; the ranked table
 # goes to reports/<profile>/sweep.md. The chosen settings then get a profile of their own and a full run with every
@@ -16,7 +16,7 @@ profile="$1" workspace="$2"
 shift 2
 name="$(basename "$profile" .yaml)"
 if [ ! -f "$workspace/dvc.lock" ]; then
-  "$python" -m harness.profile "$profile" --keep "$workspace"
+  "$python" -m harness.workflows.profile "$profile" --keep "$workspace"
 fi
 cd "$workspace"
 export PATH="$(dirname "$python"):$PATH" HF_HUB_OFFLINE=1

@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cube import baselines  # noqa: E402
+from cube import baselines, rivals  # noqa: E402
 from cube.config import BaselinesConfig, MLPBaselineConfig, TunedStage  # noqa: E402
 from cube.embedded import load_embedded  # noqa: E402
 from harness import paths  # noqa: E402
@@ -48,7 +48,7 @@ def main(names: list[str]) -> None:
     chosen = {}
     for name in names or list(GRIDS):
         grid = GRIDS[name]
-        assert len(grid) == baselines.SWEEP_CONFIGS and len(seeds) == baselines.SWEEP_SEEDS, "the cube's budget"
+        assert len(grid) == rivals.SWEEP_CONFIGS and len(seeds) == rivals.SWEEP_SEEDS, "the cube's budget"
         print(f"## {name}: {len(grid)} configurations x seeds {seeds}, validation ({len(data.val)} pairs)")
         rows = []
         for tuned in grid:

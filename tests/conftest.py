@@ -79,7 +79,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Never changed: the pipeline tests and the planted regressions each work on a copy of it.
     """
-    from harness.profile import make_workspace
+    from harness.workflows.profile import make_workspace
 
     folder = tmp_path_factory.mktemp("tiny-run")
     repo = make_workspace(folder / "repo")

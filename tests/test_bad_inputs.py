@@ -19,9 +19,9 @@ from cube.pairs import DataError, chatterbot_pairs, file_pairs, load_pairs, spli
 from cube.processor import EmbeddingProcessor
 from cube.reshaper import EmbeddingReshaper, LatticeSizeError
 from harness.config import load_params
-from harness.evaluate import PredictionError, score_or_refuse
-from harness.gate import GateError, run_gate
-from harness.paired import NonFiniteScores, paired_difference
+from harness.judge.gate import GateError, run_gate
+from harness.judge.paired import NonFiniteScores, paired_difference
+from harness.stages.evaluate import PredictionError, score_or_refuse
 
 DEFAULT_PARAMS = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml").read_text(encoding="utf-8"))
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cube import baselines
+from cube import baselines, rivals
 from cube.config import BaselinesConfig, MLPBaselineConfig, TrainConfig, TunedStage
 from cube.embedded import EmbeddedData, EmbeddedSplit
 
@@ -55,7 +55,7 @@ def test_a_trainable_baseline_learns_through_the_cubes_stages(fit):
     fitted = fit(data, 0, config, short_training(lr=1e-2))
     assert list(fitted.stages) == ["dialogue", "optimized", "advanced"]
     assert fitted.stages["advanced"]["monitor"] == "mrr" and fitted.stages["dialogue"]["monitor"] == "cosine"
-    assert fitted.tuning == f"{baselines.SWEPT} (stages: dialogue -> optimized -> advanced)"
+    assert fitted.tuning == f"{rivals.SWEPT} (stages: dialogue -> optimized -> advanced)"
     identity = data.val.score(data.val.questions)["cosine"]
     assert data.val.score(fitted.predict(data.val.questions))["cosine"] > identity + 0.2
 

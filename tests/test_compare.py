@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.compare import blank_unmeasured_speed, rows_of, table
+from harness.render.compare import blank_unmeasured_speed, rows_of, table
 
 
 def entry(name: str, steps: int, hidden: int, val: float | None) -> dict:

@@ -8,7 +8,7 @@ from cube.config import CubeConfig
 from cube.lattice import CubeLattice
 from cube.neighbours import neighbour
 from cube.processor import EmbeddingProcessor, Mode
-from harness.trackers import saved_activation_bytes
+from harness.measure.trackers import saved_activation_bytes
 
 
 def unit(n: int, dim: int, seed: int = 0) -> torch.Tensor:

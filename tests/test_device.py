@@ -131,7 +131,7 @@ def test_nvml_reads_the_gpu_torch_uses_by_uuid_not_by_torch_s_index(monkeypatch)
 
     import torch
 
-    from harness.nvml import nvml_memory
+    from harness.measure.nvml import nvml_memory
 
     asked = []
     memory = types.SimpleNamespace(used=2 * 2**20, total=8 * 2**20)

@@ -26,7 +26,8 @@ from cube.distributed import World, launch_command, process_group, resolve_backe
 from cube.losses import stage_loss
 from cube.trainer import CubeTrainer
 from harness.config import load_params, params_from_dict
-from harness.profile import merge
+from harness.store.results import TrainSummary
+from harness.workflows.profile import merge
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -205,8 +206,8 @@ def workspace(path: Path, embedded: Path, nproc: int, stage: str, **stage_change
     return path
 
 
-def run_in_process(repo: Path, stage: str, monkeypatch: pytest.MonkeyPatch) -> dict:
-    from harness.train import run_stage
+def run_in_process(repo: Path, stage: str, monkeypatch: pytest.MonkeyPatch) -> TrainSummary:
+    from harness.stages.train import run_stage
 
     deterministic = torch.are_deterministic_algorithms_enabled()
     with monkeypatch.context() as patch:

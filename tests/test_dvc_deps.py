@@ -1,73 +1,23 @@
-"""Nothing stale: every pipeline stage declares the code it executes and the params.yaml keys it reads.
+"""Nothing stale: every pipeline stage lists exactly the code it executes, and the params.yaml keys it reads.
 
-The code a stage executes is found statically: the imports of ``harness/__main__.py`` at module level and inside the
-stage's command function, followed through every module of ``cube`` and ``harness`` they reach (imports inside
-functions included, so this over-approximates what runs). ``cube/config.py`` holds the defaults of keys params.yaml
-leaves out, so a stage that reads its settings executes it and lists it like any other code.
+The lists are written by ``python -m harness code-deps --write`` from a static import analysis
+(``harness/workflows/code_deps.py``); this checks them both ways, so a module a stage stops importing leaves its
+list too.
 """
 
 from __future__ import annotations
 
-import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from harness.workflows.code_deps import _yaml, differences, executed_by, import_cycles, write
+
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cube", "harness")
-
-
-def module_file(name: str) -> Path | None:
-    parts = name.split(".")
-    if parts[0] not in PACKAGES:
-        return None
-    for candidate in (ROOT.joinpath(*parts).with_suffix(".py"), ROOT.joinpath(*parts, "__init__.py")):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def imported_names(node: ast.AST, package: str) -> set[str]:
-    names = set()
-    for child in ast.walk(node):
-        if isinstance(child, ast.Import):
-            names |= {alias.name for alias in child.names}
-        elif isinstance(child, ast.ImportFrom):
-            base = child.module or ""
-            if child.level:  # relative: from . import x
-                base = ".".join(package.split(".")[: len(package.split(".")) - child.level + 1] + ([base] if base else []))
-            names.add(base)
-            names |= {f"{base}.{alias.name}" for alias in child.names}  # "from cube import atomic" imports a module
-    return names
-
-
-def closure(start: set[str]) -> set[str]:
-    """Repository files of every cube/harness module reachable from ``start`` (module names)."""
-    seen: set[Path] = set()
-    todo = list(start)
-    while todo:
-        name = todo.pop()
-        path = module_file(name)
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        parent = name.split(".")[0]
-        todo += [n for n in imported_names(ast.parse(path.read_text(encoding="utf-8")), name) if n.split(".")[0] == parent
-                 or n.split(".")[0] in PACKAGES]
-        todo.append(parent)  # importing cube.x runs cube/__init__.py
-    return {str(p.relative_to(ROOT)) for p in seen}
-
-
-def executed_by(command: str) -> set[str]:
-    """Files a `python -m harness <command>` process may execute."""
-    main = ast.parse((ROOT / "harness/__main__.py").read_text(encoding="utf-8"))
-    top = set()
-    for node in main.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            top |= imported_names(node, "harness.__main__")
-    function = next(n for n in main.body if isinstance(n, ast.FunctionDef) and n.name == f"cmd_{command}")
-    return closure(top | imported_names(function, "harness.__main__")) | {"harness/__main__.py"}
 
 
 def stages() -> list[tuple[str, dict]]:
@@ -83,20 +33,38 @@ def stages() -> list[tuple[str, dict]]:
     return found
 
 
-def declared(stage: dict) -> set[str]:
-    return {d.rstrip("/") for d in stage.get("deps", [])}
+def test_every_stage_lists_exactly_the_code_it_executes():
+    found = differences(_yaml().load((ROOT / "dvc.yaml").read_text(encoding="utf-8")))
+    assert not found, "\n".join(found) + "\nfix: python -m harness code-deps --write"
 
 
-def covered(path: str, deps: set[str]) -> bool:
-    return any(path == d or path.startswith(d + "/") for d in deps)
+def test_a_module_added_or_dropped_shows_as_a_difference_and_write_fixes_it(tmp_path):
+    """Both ways: a list that lacks a module the stage imports, or names one it no longer imports, is caught."""
+    for folder in ("cube", "harness"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    dvc_yaml = tmp_path / "dvc.yaml"
+    shutil.copy(ROOT / "dvc.yaml", dvc_yaml)
+    (tmp_path / "harness/render/extra.py").write_text("from cube import digest\n", encoding="utf-8")
+    report = tmp_path / "harness/render/report.py"
+    report.write_text("from harness.render import extra\n" + report.read_text(encoding="utf-8"), encoding="utf-8")
+    text = dvc_yaml.read_text(encoding="utf-8")
+    dvc_yaml.write_text(text.replace("      - harness/render/plots.py\n", "      - harness/render/plots.py\n"
+                                     "      - harness/render/plots_page.py\n"), encoding="utf-8")
+    found = differences(_yaml().load(dvc_yaml.read_text(encoding="utf-8")), tmp_path)
+    assert found == ["stage report: missing ['harness/render/extra.py']; "
+                     "listed but not executed ['harness/render/plots_page.py']"]
+    assert write(dvc_yaml, tmp_path) == 1
+    assert differences(_yaml().load(dvc_yaml.read_text(encoding="utf-8")), tmp_path) == []
+    assert dvc_yaml.read_text(encoding="utf-8").count("#") == text.count("#")  # the comments stay
 
 
-@pytest.mark.parametrize(("name", "stage"), stages(), ids=[name for name, _ in stages()])
-def test_every_stage_declares_the_code_it_executes(name, stage):
-    command = stage["cmd"].split()
-    assert command[:3] == ["python", "-m", "harness"], stage["cmd"]
-    missing = sorted(path for path in executed_by(command[3]) if not covered(path, declared(stage)))
-    assert not missing, f"stage {name} runs {missing} but does not list them under deps in dvc.yaml"
+def test_the_check_command_fails_on_a_stale_list(tmp_path):
+    stale = tmp_path / "dvc.yaml"
+    stale.write_text((ROOT / "dvc.yaml").read_text(encoding="utf-8").replace("      - harness/stages/bench.py\n", "", 1),
+                     encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "harness", "code-deps", "--dvc-yaml", str(stale)], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "stage bench: missing ['harness/stages/bench.py']" in result.stderr
 
 
 @pytest.mark.parametrize(("name", "stage"), stages(), ids=[name for name, _ in stages()])
@@ -107,5 +75,23 @@ def test_every_stage_declares_its_settings_in_params_yaml_only(name, stage):
 
 
 def test_the_analysis_sees_lazy_imports():
-    assert "harness/report.py" in executed_by("report") and "harness/report.py" not in executed_by("datasets")
+    assert "harness/render/report.py" in executed_by("report")
+    assert "harness/render/report.py" not in executed_by("datasets")
     assert "cube/trainer.py" in executed_by("train") and "cube/baselines.py" in executed_by("evaluate")
+
+
+def test_no_module_imports_itself_round_a_cycle_and_a_planted_cycle_is_found(tmp_path):
+    assert import_cycles() == []
+    for folder in ("cube", "harness"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    phases = tmp_path / "harness/measure/phases.py"
+    phases.write_text(phases.read_text(encoding="utf-8") + "\n\ndef late():\n    from harness.stages import bench\n",
+                      encoding="utf-8")
+    assert any({"harness/measure/phases.py", "harness/stages/bench.py"} <= set(cycle) for cycle in import_cycles(tmp_path))
+
+
+def test_the_report_stage_runs_no_training_embedding_or_evaluation_code():
+    report = executed_by("report")
+    assert "harness/render/report.md.j2" in report
+    assert not {"cube/trainer.py", "cube/teachers.py", "cube/embedded.py", "cube/baselines.py"} & report
+    assert not [path for path in report if path.startswith("harness/stages/")]

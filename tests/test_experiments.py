@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.__main__ import main
-from harness.experiments import OverrideError, check_overrides, overrides, values
+from harness.workflows.experiments import OverrideError, check_overrides, overrides, values
 
 ROOT = Path(__file__).resolve().parent.parent
 

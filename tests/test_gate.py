@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from harness.config import GateConfig
-from harness.gate import compare, confirm_speed, markdown, params_differences
+from harness.judge import gate
+from harness.judge.gate import confirm_speed, markdown, params_differences
+from harness.judge.paired import RatioEstimate
+from harness.store.results import GateBaselines, RunSnapshot
 
 GATE = GateConfig(cosine_drop=0.01, recall_drop=0.03, mrr_drop=0.02, speed_ratio_drop=0.4, noise_floor=0.001,
                   memory_increase=0.25, speed_remeasure=2)
@@ -51,6 +54,15 @@ def run(pairs: dict[str, list[list[float]]] | None = None, **changes: object) ->
     for name, value in changes.items():
         current["metrics"][name.replace("__", ".")]["value"] = value
     return current
+
+
+RECORDED = RunSnapshot.model_validate(BASELINE)
+
+
+def compare(baseline: dict, current: dict, gate_config: GateConfig, **kwargs: bool) -> list:
+    """The gate's comparison of two hand-made runs, written as the dicts of reports/baseline.json."""
+    return gate.compare(RunSnapshot.model_validate(baseline), RunSnapshot.model_validate(current), gate_config,
+                        **kwargs)
 
 
 def verdicts(current: dict, **kwargs: bool) -> dict[str, str]:
@@ -144,19 +156,19 @@ def test_a_speed_verdict_stands_only_when_another_process_agrees():
     calls = []
 
     def measure(value: float, spread: float = 0.05):
-        def again() -> dict:
+        def again() -> dict[str, RatioEstimate]:
             calls.append(value)
-            return {"train_own_vs_eager_reference": ratio(value, spread)}
+            return {"train_own_vs_eager_reference": RatioEstimate(**ratio(value, spread))}
         return again
 
-    confirmed = {c.metric: c for c in confirm_speed(slow, BASELINE, GATE, measure(0.9))}
+    confirmed = {c.metric: c for c in confirm_speed(slow, RECORDED, GATE, measure(0.9))}
     assert confirmed[name].verdict == "REGRESSION" and calls == [0.9]  # both processes: regressed
     calls.clear()
-    outlier = {c.metric: c for c in confirm_speed(slow, BASELINE, GATE, measure(1.9))}
+    outlier = {c.metric: c for c in confirm_speed(slow, RECORDED, GATE, measure(1.9))}
     assert outlier[name].verdict == "inconclusive" and not outlier[name].failed  # the processes disagree ...
     assert calls == [1.9, 1.9, 1.9] and "verdicts of 4 processes" in outlier[name].detail  # ... so timed again
     undecided = compare(BASELINE, run(speed__train_own_vs_eager_reference=ratio(1.2, 0.3)), GATE)
-    settled = {c.metric: c for c in confirm_speed(undecided, BASELINE, GATE, measure(1.9))}
+    settled = {c.metric: c for c in confirm_speed(undecided, RECORDED, GATE, measure(1.9))}
     assert settled[name].verdict == "ok"
 
 
@@ -185,10 +197,10 @@ def test_the_params_that_differ_are_listed_and_the_gate_section_is_not():
 def test_the_baseline_file_reads_back_as_written_with_its_pairs_on_one_line():
     import json
 
-    from harness.gate import _baseline_text
+    from harness.judge.gate import _baseline_text
 
-    stored = {"profiles": {"tiny": BASELINE | {"params": {"seed": 0}}, "default": BASELINE}}
-    text = _baseline_text(stored)
+    stored = {"profiles": {"tiny": BASELINE | {"params": {"seed": 0}}, "default": BASELINE | {"params": {}}}}
+    text = _baseline_text(GateBaselines.model_validate(stored))
     assert json.loads(text) == json.loads(json.dumps(stored))
     assert sum('"pairs": {' in line for line in text.splitlines()) == 2  # one line per profile's per-pair scores
 
@@ -199,7 +211,7 @@ def test_a_mistyped_profile_is_refused_with_the_nearest_name_and_never_recorded(
     import pytest
 
     from harness.config import load_params
-    from harness.gate import GateError, run_gate
+    from harness.judge.gate import GateError, run_gate
 
     root = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(root)

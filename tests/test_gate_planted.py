@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.profile import run
+from harness.workflows.profile import run
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_predictions_perturbed_by_002_mrr_fail_the_gate_even_with_a_looser_toler
     # a few test predictions of every cube stage swapped with another pair's
     line = ("        test, pairs[CUBE + stage] = score_or_refuse(data.test, predict(model, data.test.questions, device), "
             "name, seed,\n                                                    csls)\n")
-    plant(copy / "harness/evaluate.py", line, '''        test_pred = predict(model, data.test.questions, device)
+    plant(copy / "harness/stages/evaluate.py", line, '''        test_pred = predict(model, data.test.questions, device)
         rows = torch.randperm(len(test_pred), generator=torch.Generator().manual_seed(0))[:24]
         test_pred[rows] = test_pred[rows.roll(1)]
         test, pairs[CUBE + stage] = score_or_refuse(data.test, test_pred, name, seed, csls)

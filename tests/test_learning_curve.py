@@ -8,7 +8,7 @@ import torch
 
 from cube.embedded import EmbeddedData, embed_split
 from cube.pairs import Pair
-from harness.learning_curve import curve_params, subset
+from harness.workflows.learning_curve import curve_params, subset
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -53,17 +53,34 @@ def test_stage_loss_mixes_only_the_weighted_parts():
     assert total.item() == pytest.approx(sum(float(p) for p in parts.values()), rel=1e-5)
 
 
-def test_each_part_of_the_stage_loss_is_its_plain_definition_times_its_weight():
+def textbook_losses(pred: torch.Tensor, target: torch.Tensor, temperature: float, margin: float) -> dict[str, torch.Tensor]:
+    """Each loss written the plain way, independently of cube.losses: means over the batch, duplicates masked."""
+    p, t = F.normalize(pred, dim=-1), F.normalize(target, dim=-1)
+    sims = p @ t.T
+    same = (t @ t.T > 1 - 1e-6) & ~torch.eye(len(t), dtype=torch.bool)
+    logits = (sims / temperature).masked_fill(same, float("-inf"))
+    hardest = sims.masked_fill(same | torch.eye(len(t), dtype=torch.bool), float("-inf")).max(dim=1).values
+    pp = p @ p.T
+    return {"cosine": (1 - F.cosine_similarity(pred, target, dim=-1)).mean(), "mse": F.mse_loss(pred, target),
+            "infonce": F.cross_entropy(logits, torch.arange(len(p))),
+            "triplet": F.relu(margin - sims.diagonal() + hardest).mean(),
+            "diversity": (pp.sum() - pp.diagonal().sum()) / (len(p) * (len(p) - 1))}
+
+
+def test_each_loss_equals_its_textbook_definition_alone_and_times_its_weight_in_the_stage_mix():
     pred, target = unit(12, seed=3), unit(12, seed=4)
     target[5] = target[0]  # a duplicate target, masked as a negative by InfoNCE and the triplet
     config = StageConfig(cosine_weight=1.0, mse_weight=2.0, infonce_weight=0.5, infonce_temperature=0.1,
                          triplet_weight=0.25, triplet_margin=0.3, diversity_weight=0.05)
     _, parts = stage_loss(pred, target, config)
-    expected = {"cosine": cosine_loss(pred, target), "mse": 2.0 * mse_loss(pred, target),
-                "infonce": 0.5 * infonce_loss(pred, target, 0.1), "triplet": 0.25 * triplet_loss(pred, target, 0.3),
-                "diversity": 0.05 * diversity_penalty(pred)}
-    for name, value in expected.items():
-        torch.testing.assert_close(parts[name], value, rtol=1e-6, atol=1e-7, msg=name)
+    textbook = textbook_losses(pred, target, 0.1, 0.3)
+    alone = {"cosine": cosine_loss(pred, target), "mse": mse_loss(pred, target),
+             "infonce": infonce_loss(pred, target, 0.1), "triplet": triplet_loss(pred, target, 0.3),
+             "diversity": diversity_penalty(pred)}
+    weights = {"cosine": 1.0, "mse": 2.0, "infonce": 0.5, "triplet": 0.25, "diversity": 0.05}
+    for name, value in textbook.items():
+        torch.testing.assert_close(alone[name], value, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(parts[name], weights[name] * value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_curriculum_goes_from_easy_to_all():

@@ -9,7 +9,7 @@ from torch import nn
 from cube.config import CubeConfig
 from cube.lattice import CubeLattice
 from cube.processor import EmbeddingProcessor
-from harness.peers import Conv3dReference, EagerReference, PerSampleLoop, dense_kernel, reference_processor, used_taps
+from harness.measure.peers import Conv3dReference, EagerReference, PerSampleLoop, dense_kernel, reference_processor, used_taps
 
 LATTICE = (3, 4, 5)  # non-cubic, so a swapped axis cannot go unnoticed
 CASES = [("walls", True), ("walls", False), ("periodic", True), ("periodic", False)]
@@ -186,8 +186,8 @@ def test_per_sample_loop_matches_model_and_shares_parameters():
 def test_compiled_eager_reference_matches_cube_output_and_gradients():
     """The bench's torch.compile peer computes the cube's function: its speed ratio compares like with like."""
     from cube.config import to_plain
-    from harness.bench import COMPILED_PEER, measure_peers
     from harness.config import params_from_dict
+    from harness.stages.bench import COMPILED_PEER, measure_peers
 
     lattice = cube("walls", True)
     compiled = torch.compile(EagerReference.from_lattice(lattice))

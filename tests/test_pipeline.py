@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cube.rivals import LEGACY
 from harness.config import load_params
-from harness.report import LEGACY
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -172,7 +172,7 @@ from cube.embedded import open_cache
 from cube.pairs import load_pairs, split_by_question, unique_sentences
 from cube.teachers import get_teacher
 from harness.config import load_params
-from harness.report import LEGACY
+from cube.rivals import LEGACY
 
 params = load_params("params.yaml")
 pairs = load_pairs(params.data).pairs
@@ -371,8 +371,8 @@ def test_two_queued_experiments_run_side_by_side_and_both_show_their_metrics(rep
 def test_dvc_plots_show_renders_every_plot_offline(repo):
     """`dvc plots show` with the setup's template draws every training curve with no network; DVC's own page, which
     loads vega from a CDN, draws none there (so the check can tell)."""
-    run([sys.executable, "-m", "harness.plots_page", "template"], repo)
-    ours = run([sys.executable, "-m", "harness.plots_page", "check"], repo, check=False)
+    run([sys.executable, "-m", "harness", "plots-page", "template"], repo)
+    ours = run([sys.executable, "-m", "harness", "plots-page", "check"], repo, check=False)
     assert ours.returncode == 0 and "plots drawn by headless Chromium with no network" in ours.stdout, ours.stdout
     drawn = int(ours.stdout.split("ok: ")[1].split(" of ")[0])
     assert drawn >= 4 * 3  # at least training loss, val cosine and val MRR of each stage
@@ -380,7 +380,7 @@ def test_dvc_plots_show_renders_every_plot_offline(repo):
     from dvc_render.html import PAGE_HTML
 
     default_page.write_text(PAGE_HTML, encoding="utf-8")
-    cdn = run([sys.executable, "-m", "harness.plots_page", "check", "--html-template", str(default_page)], repo,
+    cdn = run([sys.executable, "-m", "harness", "plots-page", "check", "--html-template", str(default_page)], repo,
               check=False)
     assert cdn.returncode == 1 and "FAILED: 0 of" in cdn.stdout
 

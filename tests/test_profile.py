@@ -1,4 +1,4 @@
-"""harness.profile: a missing profile is a clear error; a finished run's report, plots and metrics are kept whole."""
+"""harness.workflows.profile: a missing profile is a clear error; a finished run's report, plots and metrics are kept whole."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import profile
 from harness.config import params_from_dict
-from harness.experiments import check_lattice_fits_teacher
+from harness.workflows import profile
+from harness.workflows.experiments import check_lattice_fits_teacher
 
 
 def finished_clone(root: Path) -> Path:

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.evaluate import TARGET, chosen_stage, compare, summarise
-from harness.paired import target_misses
-from harness.report import detectable_lines, target_lines
-from harness.results import Comparison
+from harness.judge.paired import PairedDifference
+from harness.judge.targets import QUALITY_TARGET, quality_misses
+from harness.render.report import detectable_lines, target_lines
+from harness.stages.evaluate import chosen_stage, compare, summarise
 
 MEASURES = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
 BASELINES = ("identity", "mean answer", "ridge", "procrustes", "linear (contrastive)", "mlp")
@@ -46,9 +46,9 @@ def per_pair(rows: dict[str, np.ndarray]) -> dict[str, dict[str, list[float]]]:
     return {name: {m: list(values) for m in ("cosine", "recall@1", "mrr")} for name, values in rows.items()}
 
 
-def typed(found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Comparison]]:
+def typed(found: dict[str, dict[str, Any]]) -> dict[str, dict[str, PairedDifference]]:
     """compare()'s output as evaluate.json's schema reads it back."""
-    return {name: {m: Comparison.model_validate(v) for m, v in measures.items()} for name, measures in found.items()}
+    return {name: {m: PairedDifference.model_validate(v) for m, v in measures.items()} for name, measures in found.items()}
 
 
 def comparisons(cube_offset: dict[str, float], n: int = 300) -> dict[str, Any]:
@@ -70,15 +70,15 @@ def comparisons(cube_offset: dict[str, float], n: int = 300) -> dict[str, Any]:
 
 def test_the_target_counts_only_significant_wins():
     found = comparisons({name: 0.2 for name in BASELINES})
-    assert target_misses(found, TARGET) == []
-    text = "\n".join(target_lines(typed(found), "advanced", target_misses(found, TARGET)))
+    assert quality_misses(found) == []
+    text = "\n".join(target_lines(typed(found), "advanced", quality_misses(found)))
     assert "**The quality target is met**" in text and "worse** than: none" in text
 
 
 def test_a_lead_inside_the_noise_is_no_win_and_a_loss_is_named():
     found = comparisons({"identity": 0.2, "mean answer": 0.2, "ridge": 0.0, "procrustes": 0.2,
                          "linear (contrastive)": 0.2, "mlp": -0.2})
-    text = "\n".join(target_lines(typed(found), "advanced", target_misses(found, TARGET)))
+    text = "\n".join(target_lines(typed(found), "advanced", quality_misses(found)))
     assert "**The quality target is not met**" in text
     assert "recall@1 against ridge (no significant difference)" in text
     assert "mrr against mlp (worse)" in text
@@ -87,6 +87,6 @@ def test_a_lead_inside_the_noise_is_no_win_and_a_loss_is_named():
 
 def test_the_detectable_difference_line_names_the_test_pairs_and_the_pairs_a_002_difference_needs():
     found = comparisons({name: 0.0 for name in BASELINES})
-    text = detectable_lines(typed(found), 300, list(TARGET))[0]
+    text = detectable_lines(typed(found), 300, list(QUALITY_TARGET))[0]
     assert "With 300 test pairs" in text and "mrr differences of" in text and "recall@1 differences of" in text
     assert "Detecting a 0.02 MRR difference would take about" in text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import textwrap
 from pathlib import Path
 
@@ -11,9 +10,9 @@ import pytest
 
 from harness import paths
 from harness.config import Params, ReliabilityConfig
-from harness.gate import reliability_checks
-from harness.reliability import run_drills
-from harness.results import SCHEMA_VERSION
+from harness.judge.gate import reliability_checks
+from harness.stages.reliability import run_drills
+from harness.store.results import Reliability, read_result
 
 DRILLS = '''
 import pytest
@@ -56,24 +55,24 @@ def with_reliability(params: Params, **values: bool) -> Params:
 
 def test_counts_passes_failures_and_what_is_left_to_make_test(drill_folder, params):
     result = run_drills(with_reliability(params), drill_folder)
-    assert result["run"] and result["pytest_exit_code"] == 1
-    assert result["bad_input"]["tried"] == 4 and result["bad_input"]["passed"] == 3
-    assert [n.split("::")[-1] for n in result["bad_input"]["failed"]] == ["test_not_refused"]
-    assert result["fault"]["tried"] == 1 and result["fault"]["passed"] == 1
-    assert [n.split("::")[-1] for n in result["fault"]["left_to_make_test"]] == ["test_nested_pipeline"]
-    assert json.loads(paths.RELIABILITY_METRICS.read_text()) == result | {"schema_version": SCHEMA_VERSION}
+    assert result.run and result.pytest_exit_code == 1
+    assert result.bad_input.tried == 4 and result.bad_input.passed == 3
+    assert [n.split("::")[-1] for n in result.bad_input.failed] == ["test_not_refused"]
+    assert result.fault.tried == 1 and result.fault.passed == 1
+    assert [n.split("::")[-1] for n in result.fault.left_to_make_test] == ["test_nested_pipeline"]
+    assert read_result(paths.RELIABILITY_METRICS, Reliability) == result
     failing = [c.metric for c in reliability_checks() if c.failed]
     assert failing == ["reliability.bad_input.failed"]
 
 
 def test_include_slow_runs_the_slow_drills_too(drill_folder, params):
     result = run_drills(with_reliability(params, include_slow=True), drill_folder)
-    assert result["fault"]["tried"] == 2 and result["fault"]["left_to_make_test"] == []
+    assert result.fault.tried == 2 and result.fault.left_to_make_test == []
 
 
 def test_switched_off_says_why_and_the_gate_adds_no_check(drill_folder, params):
     result = run_drills(with_reliability(params, run=False), drill_folder)
-    assert result == {"run": False, "reason": "reliability.run is false in params.yaml"}
+    assert not result.run and result.reason == "reliability.run is false in params.yaml"
     assert reliability_checks() == []
 
 

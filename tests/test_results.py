@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import SCHEMA_VERSION, Reliability, SchemaError, TrainSummary, read_result, write_result
+from harness.store.results import SCHEMA_VERSION, Reliability, SchemaError, TrainSummary, read_result, write_result
 
 SUMMARY = {"stage": "dialogue", "seed": 0, "initialised_from": "autoencoder", "epochs_run": 3, "best_epoch": 2,
            "monitor": "mrr", "best_value": 0.61, "final_train_loss": 0.4, "val": {"mrr": 0.61, "candidates": 122},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.task_summary import StaleRun, section
+from harness.render.task_summary import StaleRun, section
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATION = ROOT / "reports" / "translation"

@@ -1,10 +1,12 @@
 """Training on real data: the chatterbot corpus embedded by the real MiniLM teacher (conftest)."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 
+import cube
 from cube.checkpoint import load_checkpoint
 from cube.config import CubeConfig, StageConfig
 from cube.device import OutOfDeviceMemory
@@ -73,6 +75,29 @@ def test_a_changed_config_does_not_resume_from_an_old_checkpoint(embedded, tmp_p
     trainer(embedded, config=StageConfig(epochs=1), checkpoint_dir=tmp_path).fit()
     again = trainer(embedded, config=StageConfig(epochs=1, lr=1e-3), checkpoint_dir=tmp_path).fit()
     assert again.resumed_from_epoch is None
+
+
+def test_changed_training_code_does_not_resume_from_an_old_checkpoint(embedded, tmp_path, monkeypatch):
+    """The resume key holds a digest of the model library's source: a checkpoint other code wrote starts afresh."""
+    trainer(embedded, config=StageConfig(epochs=1), checkpoint_dir=tmp_path).fit()
+    assert trainer(embedded, config=StageConfig(epochs=1), checkpoint_dir=tmp_path).fit().resumed_from_epoch == 1
+    monkeypatch.setattr("cube.trainer.library_digest", lambda: "other code")
+    again = trainer(embedded, config=StageConfig(epochs=1), checkpoint_dir=tmp_path).fit()
+    assert again.resumed_from_epoch is None
+
+
+def test_the_library_digest_follows_the_source(tmp_path):
+    from cube.digest import files_digest, library_digest
+
+    package = Path(cube.__file__).parent
+    files = sorted(package.glob("*.py"))
+    assert library_digest() == files_digest(files, root=package)
+    copies = []
+    for path in files:
+        copies.append(tmp_path / path.name)
+        copies[-1].write_bytes(path.read_bytes())
+    copies[0].write_bytes(copies[0].read_bytes() + b"\n# changed\n")
+    assert files_digest(copies, root=tmp_path) != library_digest()
 
 
 @pytest.mark.fault

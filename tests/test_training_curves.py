@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cube.config import StageConfig
-from harness.train import plotted_series, prune_constant_series
+from harness.stages.train import plotted_series, prune_constant_series
 
 
 def test_constant_and_duplicate_series_are_not_plotted(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_constant_and_duplicate_series_are_not_plotted(tmp_path: Path) -> None:
 
 def test_the_summary_dvc_compares_is_the_kept_epoch_not_the_last() -> None:
     from cube.trainer import TrainResult
-    from harness.train import kept_summary
+    from harness.stages.train import kept_summary
 
     history = [{"epoch": e, "train_loss": 1.0 / e, "val/mrr": mrr, "val/candidates": 50, "seconds": 2.0}
                for e, mrr in ((1, 0.30), (2, 0.40), (3, 0.35))]

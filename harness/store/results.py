@@ -10,13 +10,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from cube import atomic
+from cube.card import TeacherInfo
+from harness.judge.paired import PairedDifference, RatioEstimate
 
 SCHEMA_VERSION = 1
+CUBE_PREFIX = "cube: "  # a cube stage's model name in an evaluation, beside the baselines' own names
+
+
+def cube_model(stage: str) -> str:
+    """The model name under which ``evaluate`` scores a cube stage."""
+    return CUBE_PREFIX + stage
+
+
+def ratio_key(phase: str, peer: str) -> str:
+    """The key of a speed ratio (the cube's own implementation against a peer) in the bench's ``speed_ratios``."""
+    return f"{phase}_own_vs_{peer}"
+
+
+def peer_of(key: str) -> str:
+    """The peer a speed ratio's key names (``ratio_key``'s inverse)."""
+    return key.rsplit("_own_vs_", 1)[-1]
 Number = int | float  # a figure as measured: kept int or float as written, so files round-trip unchanged
 
 
@@ -40,17 +58,6 @@ R = TypeVar("R", bound=Result)
 # ---------------------------------------------------------------- data
 
 
-class TeacherCard(Strict):
-    name: str
-    width: int
-    pooling: str
-    dtype: str
-    weight: Number
-    pair_agreement: Number
-    truncated: int
-    weights_sha256: str
-
-
 class DataCard(Strict):
     """``data/embedded/card.json``: where the pairs came from, how they were split, which teachers embedded them."""
 
@@ -66,7 +73,7 @@ class DataCard(Strict):
     autoencoder_sentences: int
     sentences: int
     dim: int
-    teachers: list[TeacherCard]
+    teachers: list[TeacherInfo]
 
 
 # ---------------------------------------------------------------- training
@@ -152,22 +159,6 @@ class SeedSummary(Strict):
     models: dict[str, ModelSummary]
 
 
-class Comparison(Strict):
-    """One paired difference, as ``harness.paired.PairedDifference.to_dict`` writes it."""
-
-    measure: str
-    mean: Number
-    low: Number
-    high: Number
-    standard_error: Number
-    detectable: Number
-    pairs: int
-    seeds: int
-    confidence: Number
-    borderline: bool = False
-    verdict: str
-
-
 class Target(Strict):
     required: dict[str, list[str]]
     missed: list[str]
@@ -197,7 +188,7 @@ class Evaluation(Result):
     resplit: bool
     summary: SeedSummary
     chosen_stage: str
-    comparisons: dict[str, dict[str, Comparison]]
+    comparisons: dict[str, dict[str, PairedDifference]]
     target: Target
 
 
@@ -232,18 +223,11 @@ class PeerRow(Latency):
     batch_size: int
 
 
-class Ratio(Strict):
-    ratio: Number
-    low: Number
-    high: Number
-    repeats: int
-
-
 class Peers(Strict):
     batch_size: int
     repeats: int
     rows: list[PeerRow]
-    speed_ratios: dict[str, Ratio]
+    speed_ratios: dict[str, RatioEstimate]
     compile_seconds: dict[str, Number] = {}
     unavailable: dict[str, str] = {}
     own_at_least_as_fast: bool
@@ -365,7 +349,7 @@ class Bench(Result):
     repeats: int
     rows: list[BenchRow]
     peers: Peers
-    second_process_speed_ratios: dict[str, Ratio]  # the independent peers timed again by a fresh process
+    second_process_speed_ratios: dict[str, RatioEstimate]  # the independent peers timed again by a fresh process
     work_per_sample: WorkPerSample
     roofline: Roofline
     scaling: Scaling
@@ -396,16 +380,70 @@ class Reliability(Result):
     fault: DrillCounts | None = None
 
 
+# ---------------------------------------------------------------- the per-seed scores behind evaluate.json
+
+
+class SeedRun(Strict):
+    """One seed's entry of ``metrics/evaluate_seeds.json``: its scores and every model's per-pair test scores."""
+
+    stages: dict[str, StageScores]
+    baselines: dict[str, BaselineScores]
+    test_pairs: dict[str, dict[str, list[Number]]]  # model -> per-pair measure -> one score per test pair
+
+
+SEED_RUNS = TypeAdapter(dict[str, SeedRun])
+
+
+def read_seed_runs(path: Path) -> dict[str, SeedRun]:
+    """``metrics/evaluate_seeds.json``, typed (a file of hundreds of thousands of numbers, without a schema version)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run the evaluate stage first (dvc repro)")
+    return _validate(SEED_RUNS, json.loads(path.read_text(encoding="utf-8")), str(path))
+
+
+# ---------------------------------------------------------------- the gate's baselines
+
+
+class GatedFigure(Strict):
+    """One figure the gate judges, and how: against the baseline's per-pair scores, exactly, as a speed ratio with
+    its interval, or as a memory peak with its tolerance."""
+
+    kind: Literal["quality", "exact", "speed", "memory"]
+    value: RatioEstimate | Number
+
+
+class RunSnapshot(Strict):
+    """What the gate keeps of one run: its gated figures, its seeds, each stage's per-pair test scores under every
+    seed, and the params it ran with."""
+
+    metrics: dict[str, GatedFigure] = {}
+    seeds: list[int] = []
+    pairs: dict[str, dict[str, list[list[Number]]]] = {}  # stage -> measure -> one row of per-pair scores per seed
+    params: dict[str, Any] = {}
+
+
+class GateBaselines(Strict):
+    """``reports/baseline.json``: one snapshot per profile (``default``, ``tiny``)."""
+
+    profiles: dict[str, RunSnapshot]
+
+
 # ---------------------------------------------------------------- reading and writing
 
 
+def as_result(kind: type[R], result: dict[str, Any], where: str) -> R:
+    """``result`` checked against ``kind``'s schema, typed, at this code's schema version."""
+    return _validate(kind, {"schema_version": SCHEMA_VERSION, **result}, where)
+
+
 def write_result(path: Path, result: R | dict[str, Any], kind: type[R]) -> R:
-    """Check ``result`` against ``kind``'s schema and write it atomically as sorted JSON; returns the typed result."""
+    """Check ``result`` against ``kind``'s schema and write it atomically as JSON in the result's own order (stages in
+    pipeline order, baselines in ``cube/rivals.py``'s), which reading keeps; returns the typed result."""
     if isinstance(result, dict):
-        result = _validate(kind, {"schema_version": SCHEMA_VERSION, **result}, f"{path} (being written)")
+        result = as_result(kind, result, f"{path} (being written)")
     # the fields given, no defaults added: a CPU run's rows keep no CUDA columns
     atomic.write_json(path, result.model_dump(mode="json", by_alias=True, exclude_unset=True) | {
-        "schema_version": result.schema_version})
+        "schema_version": result.schema_version}, sort_keys=False)
     return result
 
 
@@ -428,8 +466,11 @@ def read_card(path: Path) -> DataCard:
     return _validate(DataCard, json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
-def _validate(kind: type[R], raw: Any, where: str) -> R:
+def _validate(kind: type[R] | TypeAdapter, raw: Any, where: str) -> Any:
     try:
+        if isinstance(kind, TypeAdapter):
+            return kind.validate_python(raw)
         return kind.model_validate(raw)
     except ValidationError as error:
-        raise SchemaError(f"{where} does not match the {kind.__name__} schema: {error}") from None
+        name = getattr(kind, "__name__", "per-seed scores")
+        raise SchemaError(f"{where} does not match the {name} schema: {error}") from None

@@ -22,10 +22,10 @@ smallest true difference this evaluation would call significant with 80% power a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
@@ -40,9 +40,11 @@ class NonFiniteScores(ValueError):
     """Per-pair scores holding NaN or Inf: refused, never averaged or ranked."""
 
 
-@dataclass(frozen=True)
-class PairedDifference:
-    """Mean of (ours - theirs) over seeds and pairs, its interval and what it means."""
+class PairedDifference(BaseModel):
+    """Mean of (ours - theirs) over seeds and pairs, its interval and what it means. Stored with its verdict, which
+    is checked against the interval when read back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     measure: str
     mean: float
@@ -55,19 +57,31 @@ class PairedDifference:
     confidence: float = CONFIDENCE
     borderline: bool = False  # a 90% or a 99% interval would give another verdict
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_verdict_agrees(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "verdict" in raw:
+            raw = dict(raw)
+            stored = raw.pop("verdict")
+            if stored != _verdict(raw.get("low", 0.0), raw.get("high", 0.0)):
+                raise ValueError(f"stored verdict {stored!r} disagrees with the interval [{raw.get('low')}, "
+                                 f"{raw.get('high')}]")
+        return raw
+
+    @computed_field
     @property
     def verdict(self) -> str:
         return _verdict(self.low, self.high)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"verdict": self.verdict}
+        return self.model_dump()
 
     def shown_verdict(self) -> str:
         return f"{self.verdict} (borderline)" if self.borderline else self.verdict
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PairedDifference:
-        return cls(**{k: v for k, v in raw.items() if k != "verdict"})
+        return cls.model_validate(raw)
 
     def interval(self) -> str:
         return f"[{self.low:+.4f}, {self.high:+.4f}]"
@@ -179,10 +193,11 @@ REGRESSED, FINE, INCONCLUSIVE = "regressed", "fine", "inconclusive"
 MET, MISSED = "met", "missed"
 
 
-@dataclass(frozen=True)
-class RatioEstimate:
+class RatioEstimate(BaseModel):
     """How many times faster ``own`` is than a peer: the geometric mean of per-repeat ratios (peer time / own time,
     the two timed back to back in each repeat) with a 95% bootstrap interval over the repeats."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ratio: float
     low: float
@@ -190,11 +205,11 @@ class RatioEstimate:
     repeats: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RatioEstimate:
-        return cls(**raw)
+        return cls.model_validate(raw)
 
     def against(self, floor: float) -> str:
         """regressed when the whole interval is below ``floor``, fine when the whole of it is at or above, else
@@ -225,22 +240,4 @@ def ratio_interval(own_seconds: Sequence[float], peer_seconds: Sequence[float], 
     draws = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples) @ logs / n
     tail = (1.0 - CONFIDENCE) / 2.0
     low, high = np.quantile(draws, [tail, 1.0 - tail])
-    return RatioEstimate(float(np.exp(logs.mean())), float(np.exp(low)), float(np.exp(high)), n)
-
-
-# ---------------------------------------------------------------- the quality target
-
-
-def target_misses(comparisons: dict[str, dict[str, dict[str, Any]]], required: dict[str, tuple[str, ...]]) -> list[str]:
-    """``measure against baseline (verdict)`` for each required comparison that is not a significant win: only a
-    significant win counts towards a target."""
-    missed = []
-    for name, measures in required.items():
-        for measure in measures:
-            if name not in comparisons:
-                missed.append(f"{measure} against {name} (not evaluated)")
-                continue
-            verdict = PairedDifference.from_dict(comparisons[name][measure]).verdict
-            if verdict != BETTER:
-                missed.append(f"{measure} against {name} ({verdict})")
-    return missed
+    return RatioEstimate(ratio=float(np.exp(logs.mean())), low=float(np.exp(low)), high=float(np.exp(high)), repeats=n)

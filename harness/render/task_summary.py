@@ -1,8 +1,8 @@
 """reports/tasks.md: one section per task, from each task's committed run: what it maps, its data, the quality
 table, the paired verdicts of the chosen cube stage and what its test split can detect.
 
-``python -m harness.task_summary`` reads the default run's ``metrics/`` (the dialogue task) and every
-``reports/<profile>/`` a task profile's run left (``python -m harness.profile profiles/translation.yaml``), plus the
+``python -m harness task-summary`` reads the default run's ``metrics/`` (the dialogue task) and every
+``reports/<profile>/`` a task profile's run left (``python -m harness profile profiles/translation.yaml``), plus the
 learning curve's ``reports/learning_curve/learning_curve.json`` when present. It computes nothing new: every figure
 is one those runs wrote.
 """
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+from typing import TypeVar
 
 from cube import atomic
-from cube.baselines import BASELINE_ORDER, LINEAR
+from cube.rivals import LINEAR
+from cube.rivals import names as baseline_names
 from cube.tasks import TASKS
-from harness.profile import ROOT
-from harness.report import _table, compared_measures, detectable_lines, difference, in_order
-from harness.results import Evaluation, read_result
+from harness.render.report import _table, compared_measures, detectable_lines
+from harness.store.results import Evaluation, cube_model, read_result
+from harness.workflows.profile import ROOT
 
 RUNS = {"dialogue (default run)": ROOT / "metrics", "translation": ROOT / "reports" / "translation",
         "translation, the cube's settings chosen by a validation sweep": ROOT / "reports" / "translation_tuned",
@@ -32,6 +33,15 @@ class StaleRun(ValueError):
     """A committed run written by an older pipeline than this page needs."""
 
 
+V = TypeVar("V")
+
+
+def in_order(results: dict[str, V], order: tuple[str, ...]) -> dict[str, V]:
+    """``results`` in ``order``, the rest after it sorted: a committed run's JSON may have its keys sorted."""
+    known = [k for k in order if k in results]
+    return {k: results[k] for k in known + sorted(set(results) - set(known))}
+
+
 def shown(path: Path) -> Path:
     """``path`` relative to the checkout where it is inside it."""
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
@@ -40,7 +50,7 @@ def shown(path: Path) -> Path:
 def share_of_gain(evaluation: Evaluation, rival: str = LINEAR, measure: str = "mrr") -> float | None:
     """(cube - identity) / (rival - identity) on the mean over seeds: how much of a rival's gain the cube captures."""
     models = evaluation.summary.models
-    cube = models[f"cube: {evaluation.chosen_stage}"].test[measure].mean
+    cube = models[cube_model(evaluation.chosen_stage)].test[measure].mean
     base, theirs = models["identity"].test[measure].mean, models[rival].test[measure].mean
     return None if theirs == base else (cube - base) / (theirs - base)
 
@@ -59,7 +69,7 @@ def section(title: str, folder: Path) -> list[str]:
         took = f" The whole run (`dvc repro`) took {facts['dvc_repro_wall_seconds'] / 60:.0f} min on {facts['cpu_count']} cores."
     stage, seeds = evaluation.chosen_stage, evaluation.summary.seeds
     models = evaluation.summary.models
-    cube_name = f"cube: {stage}"
+    cube_name = cube_model(stage)
     report = "reports/report.md" if folder.name == "metrics" else f"reports/{folder.name}/report.md"
     out = [f"## {title}", "",
            f"{task.question} -> {task.answer}; a split keeps whole {task.kept_whole}. Source: {card['source']}; "
@@ -75,17 +85,17 @@ def section(title: str, folder: Path) -> list[str]:
     rows = [[name, *[f"{models[name].test[m].mean:.4f} ± {models[name].test[m].std:.4f}" for m in measures],
              models[name].parameters] for name in [cube_name, *[s for s in SHOWN if s in models]]]
     out += [_table(["model (test, mean ± std over seeds)", *measures, "parameters"], rows), ""]
-    comparisons = in_order(evaluation.comparisons, BASELINE_ORDER)
+    comparisons = in_order(evaluation.comparisons, baseline_names())  # committed runs' files have sorted keys
     rows = []
     for name in [s for s in SHOWN if s in comparisons]:
         for measure in compared_measures(comparisons):
-            d = difference(comparisons[name][measure])
+            d = comparisons[name][measure]
             rows.append([name, measure, f"{d.mean:+.4f}", d.interval(), d.shown_verdict(), f"{d.detectable:.4f}"])
     out += [f"Cube ({stage}, chosen on validation MRR) minus each baseline, paired over the test pairs and seeds:", "",
             _table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), ""]
     share = share_of_gain(evaluation)
     gain = models[LINEAR].test["mrr"].mean - models["identity"].test["mrr"].mean
-    resolution = difference(comparisons["identity"]["mrr"]).detectable if "identity" in comparisons else None
+    resolution = comparisons["identity"]["mrr"].detectable if "identity" in comparisons else None
     if share is not None and resolution is not None and abs(gain) < resolution:
         out += [f"The contrastive linear map gains {gain:+.4f} MRR over identity, less than this split can detect "
                 f"({resolution:.4f}): there is no gain to take a share of.", ""]
@@ -113,12 +123,12 @@ def curve_section(path: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.task_summary", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness task-summary", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "tasks.md")
     args = parser.parse_args(argv)
     out = ["# Cube Bench: the tasks side by side", "",
            "Each section is one task's committed run (figures copied from its `evaluate.json`, none computed here; "
-           "`python -m harness.task_summary` rewrites this page). A verdict is **better** or **worse** only when the "
+           "`python -m harness task-summary` rewrites this page). A verdict is **better** or **worse** only when the "
            "95% interval over test pairs and seeds excludes 0.", ""]
     missing = []
     for title, folder in RUNS.items():
@@ -136,7 +146,3 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_text(args.out, "\n".join(out) + "\n")
     print(f"task summary: {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,7 @@ import psutil
 import torch
 
 from cube.device import CudaProbe, choose_device, compatibility_problem, probe_cuda
-from harness.nvml import nvml_devices
+from harness.measure.nvml import nvml_devices
 
 
 def diagnose(requested: str, probe: CudaProbe | None = None) -> dict[str, Any]:

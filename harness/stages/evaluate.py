@@ -16,25 +16,21 @@ from typing import Any
 
 import torch
 
-from cube import atomic, baselines
+from cube import atomic, baselines, rivals
 from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.device import choose_device, set_determinism
 from cube.embedded import EmbeddedData, EmbeddedSplit
-from cube.metrics import CSLS_PER_PAIR, NonFinitePredictions
+from cube.metrics import CSLS_PER_PAIR, SUMMARISED, NonFinitePredictions
 from cube.processor import EmbeddingProcessor, Mode
 from cube.stages import BY_NAME
 from cube.tasks import TASKS
 from cube.trainer import predict
-from harness import paired, paths
+from harness import paths
 from harness.config import Params
-from harness.results import Evaluation, QualityHeadline, write_result
-from harness.train import embedded_for
-
-SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")  # and CSLS_PER_PAIR where ranked
-CUBE = "cube: "
-# The quality target: the chosen stage significantly better than each of these baselines on these measures.
-TARGET = {name: ("recall@1", "mrr", "cosine") if name in ("identity", "ridge") else ("recall@1", "mrr")
-          for name in ("identity", "mean answer", "ridge", "procrustes", baselines.LINEAR, "mlp")}
+from harness.judge import paired
+from harness.judge.targets import QUALITY_TARGET, quality_misses
+from harness.stages.train import embedded_for
+from harness.store.results import CUBE_PREFIX, Evaluation, QualityHeadline, cube_model, write_result
 
 
 class PredictionError(ValueError):
@@ -60,7 +56,7 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
         load_model_weights(model, checkpoint, "best")
         model.to(device)
         name = f"stage {stage!r} ({checkpoints / stage})"
-        test, pairs[CUBE + stage] = score_or_refuse(data.test, predict(model, data.test.questions, device), name, seed,
+        test, pairs[cube_model(stage)] = score_or_refuse(data.test, predict(model, data.test.questions, device), name, seed,
                                                     csls)
         scores[stage] = {
             "test": test,
@@ -97,7 +93,7 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     any_model = next(iter(first["stages"].values()))
     measures = SUMMARISED + tuple(m for m in CSLS_PER_PAIR if m in any_model["test"])
     models: dict[str, Any] = {}
-    for group, prefix in (("stages", CUBE), ("baselines", "")):
+    for group, prefix in (("stages", CUBE_PREFIX), ("baselines", "")):
         for name in first[group]:
             entry: dict[str, Any] = {"group": group, "parameters": first[group][name]["parameters"]}
             if group == "baselines":
@@ -117,19 +113,19 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def chosen_stage(summary: dict[str, Any]) -> str:
     """The cube stage with the best mean validation MRR: the one compared with the baselines."""
     stages = {name: entry for name, entry in summary["models"].items() if entry["group"] == "stages"}
-    return max(stages, key=lambda name: stages[name]["val"]["mrr"]["mean"]).removeprefix(CUBE)
+    return max(stages, key=lambda name: stages[name]["val"]["mrr"]["mean"]).removeprefix(CUBE_PREFIX)
 
 
 def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: list[str],
             shared_pairs: bool = True) -> dict[str, dict[str, Any]]:
     """Paired differences (cube stage minus baseline) on every per-pair measure, over every seed's test pairs."""
     seeds = list(pair_scores)
-    measures = list(pair_scores[seeds[0]][CUBE + stage])
+    measures = list(pair_scores[seeds[0]][cube_model(stage)])
     comparisons: dict[str, dict[str, Any]] = {}
     for name in baseline_names:
         comparisons[name] = {}
         for measure in measures:
-            ours = [pair_scores[seed][CUBE + stage][measure] for seed in seeds]
+            ours = [pair_scores[seed][cube_model(stage)][measure] for seed in seeds]
             theirs = [pair_scores[seed][name][measure] for seed in seeds]
             comparisons[name][measure] = paired.paired_difference(ours, theirs, measure,
                                                                   shared_pairs=shared_pairs).to_dict()
@@ -138,16 +134,16 @@ def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: 
 
 def write_headline(summary: dict[str, Any], stage: str, comparisons: dict[str, dict[str, Any]]) -> None:
     """``metrics/quality.json``, the only quality file DVC reads as metrics: numbers, no text."""
-    cube = summary["models"][CUBE + stage]
+    cube = summary["models"][cube_model(stage)]
     headline = QualityHeadline.model_validate({
         "val_mrr": cube["val"]["mrr"]["mean"], "test_mrr": cube["test"]["mrr"]["mean"],
         "test_recall@1": cube["test"]["recall@1"]["mean"], "test_cosine": cube["test"]["cosine"]["mean"],
         "mrr_minus_identity": comparisons["identity"]["mrr"]["mean"],
-        "mrr_minus_linear": comparisons[baselines.LINEAR]["mrr"]["mean"], "seeds": len(summary["seeds"])})
+        "mrr_minus_linear": comparisons[rivals.LINEAR]["mrr"]["mean"], "seeds": len(summary["seeds"])})
     atomic.write_json(paths.QUALITY_HEADLINE, headline.model_dump(mode="json", by_alias=True))
 
 
-def evaluate_all(params: Params) -> dict[str, Any]:
+def evaluate_all(params: Params) -> Evaluation:
     set_determinism(params.train.deterministic)
     device = choose_device(params.train.device).device
     folders = {params.seed: paths.CHECKPOINTS}
@@ -173,10 +169,9 @@ def evaluate_all(params: Params) -> dict[str, Any]:
         "chosen_stage": stage,
         "comparisons": compare(stage, pair_scores, list(own["baselines"]), shared_pairs=not params.quality.resplit),
     }
-    result["target"] = {"required": TARGET, "missed": paired.target_misses(result["comparisons"], TARGET)}
+    result["target"] = {"required": QUALITY_TARGET, "missed": quality_misses(result["comparisons"])}
     write_headline(summary, stage, result["comparisons"])
     seed_runs = {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()}
     # every model's per-pair scores under every seed: hundreds of thousands of numbers, so one line, not indented
     atomic.write_text(paths.EVALUATE_SEEDS, json.dumps(seed_runs, separators=(",", ":"), sort_keys=True) + "\n")
-    write_result(paths.EVALUATE_METRICS, result, Evaluation)
-    return result
+    return write_result(paths.EVALUATE_METRICS, result, Evaluation)

@@ -1,8 +1,8 @@
-"""The regression gate: this run against the committed baseline of the run it replaces, judged by ``harness.paired``.
+"""The regression gate: this run against the committed baseline of the run it replaces, judged by ``harness.judge.paired``.
 
 - **quality**: each stage's test cosine, recall@1 and MRR over every seed (the pipeline's and
   ``quality.extra_seeds``), pair by pair and seed by seed against the baseline's per-pair scores of the same seeds.
-  A verdict is about the training recipe, not one trajectory: the interval (``harness.paired``) spans the spread
+  A verdict is about the training recipe, not one trajectory: the interval (``harness.judge.paired``) spans the spread
   over test pairs and over the seeds' runs, at a confidence corrected for the number of quality checks (Bonferroni,
   5% for the whole family), so a change at the level of float noise passes. A regression is a run significantly
   worse by more than ``gate.noise_floor``; a mean fall of the metric's tolerance or more that the interval cannot
@@ -34,13 +34,29 @@ from pathlib import Path
 from typing import Any
 
 from cube import atomic
-from harness import paired, paths, peer_probe
+from harness import paths
 from harness.config import GateConfig, Params
+from harness.judge import paired
+from harness.measure import peer_probe
+from harness.measure.peer_ratios import INDEPENDENT_PEERS
+from harness.store.results import (
+    Bench,
+    Evaluation,
+    GateBaselines,
+    GatedFigure,
+    Reliability,
+    RunSnapshot,
+    SchemaError,
+    SeedRun,
+    cube_model,
+    peer_of,
+    read_result,
+    read_seed_runs,
+)
 
 QUALITY_TOLERANCE = {"cosine": "cosine_drop", "recall@1": "recall_drop", "mrr": "mrr_drop"}
 FAMILY_ERROR = 0.05  # chance that an unchanged recipe fails any quality check, split evenly over the checks
 GATED_MEMORY = ("tensor_peak_mib", "cuda_max_allocated_mib")  # exact or allocator counts, not the host's resident peak
-GATED_PEERS = peer_probe.INDEPENDENT_PEERS
 SPLIT_SECTIONS = ("seed", "data", "teacher")  # equal in both runs: the same test pairs, comparable pair by pair
 UNGATED_SECTIONS = ("gate",)
 OK, IMPROVED, CHANGED, INCONCLUSIVE, REGRESSION, MISSING, NEW = (
@@ -68,37 +84,38 @@ class Check:
 # ---------------------------------------------------------------- what a run is gated on
 
 
-def snapshot(evaluation: dict[str, Any], seed_runs: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
+def snapshot(evaluation: Evaluation, seed_runs: dict[str, SeedRun], bench: Bench) -> RunSnapshot:
     """The gated figures of one run: per-kind metrics (quality as the mean over seeds), and each stage's per-pair
     test scores under every seed."""
     seeds = sorted(seed_runs, key=int)
-    summary = evaluation["summary"]["models"]
-    metrics: dict[str, dict[str, Any]] = {}
-    for stage, result in evaluation["stages"].items():
+    models = evaluation.summary.models
+    metrics: dict[str, GatedFigure] = {}
+    for stage, scores in evaluation.stages.items():
         for measure in QUALITY_TOLERANCE:
-            metrics[f"{stage}.test.{measure}"] = {"kind": "quality", "value": summary[f"cube: {stage}"]["test"][measure]["mean"]}
-        metrics[f"{stage}.parameters"] = {"kind": "exact", "value": result["parameters"]}
-    metrics["test_pairs"] = {"kind": "exact", "value": evaluation["test_pairs"]}
-    metrics["test_candidates"] = {"kind": "exact", "value": evaluation["test_candidates"]}
-    metrics["flops_per_sample_forward"] = {"kind": "exact", "value": bench["flops_per_sample_forward"]}
-    for name, value in bench["work_per_sample"].items():
-        metrics[f"work.{name}"] = {"kind": "exact", "value": value}
-    for name, estimate in bench["peers"]["speed_ratios"].items():
-        if name.rsplit("_own_vs_", 1)[-1] in GATED_PEERS:
-            metrics[f"speed.{name}"] = {"kind": "speed", "value": estimate}
-    for row in bench["rows"]:
+            metrics[f"{stage}.test.{measure}"] = GatedFigure(kind="quality",
+                                                            value=models[cube_model(stage)].test[measure].mean)
+        metrics[f"{stage}.parameters"] = GatedFigure(kind="exact", value=scores.parameters)
+    metrics["test_pairs"] = GatedFigure(kind="exact", value=evaluation.test_pairs)
+    metrics["test_candidates"] = GatedFigure(kind="exact", value=evaluation.test_candidates)
+    metrics["flops_per_sample_forward"] = GatedFigure(kind="exact", value=bench.flops_per_sample_forward)
+    for name, value in bench.work_per_sample.model_dump().items():
+        metrics[f"work.{name}"] = GatedFigure(kind="exact", value=value)
+    for name, estimate in bench.peers.speed_ratios.items():
+        if peer_of(name) in INDEPENDENT_PEERS:
+            metrics[f"speed.{name}"] = GatedFigure(kind="speed", value=estimate)
+    for row in bench.rows:
         for measured in GATED_MEMORY:
-            if row.get(measured) is not None:
-                metrics[f"memory.{row['phase']}.batch{row['batch_size']}.{measured}"] = {
-                    "kind": "memory", "value": row[measured]}
-    pairs = {stage: {measure: [seed_runs[seed]["test_pairs"][f"cube: {stage}"][measure] for seed in seeds]
-                     for measure in QUALITY_TOLERANCE} for stage in evaluation["stages"]}
-    return {"metrics": metrics, "seeds": [int(seed) for seed in seeds], "pairs": pairs}
+            if getattr(row, measured) is not None:
+                metrics[f"memory.{row.phase}.batch{row.batch_size}.{measured}"] = GatedFigure(
+                    kind="memory", value=getattr(row, measured))
+    pairs = {stage: {measure: [seed_runs[seed].test_pairs[cube_model(stage)][measure] for seed in seeds]
+                     for measure in QUALITY_TOLERANCE} for stage in evaluation.stages}
+    return RunSnapshot(metrics=metrics, seeds=[int(seed) for seed in seeds], pairs=pairs)
 
 
 def _finite(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
+    if isinstance(value, paired.RatioEstimate):
+        return all(math.isfinite(v) for v in (value.ratio, value.low, value.high))
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
@@ -134,9 +151,8 @@ def judge_quality(metric: str, baseline: float, current: float, baseline_pairs: 
     return OK, detail
 
 
-def judge_speed(baseline: dict[str, Any], current: dict[str, Any], gate: GateConfig) -> tuple[str, str]:
-    floor = paired.RatioEstimate.from_dict(baseline).ratio * (1.0 - gate.speed_ratio_drop)
-    estimate = paired.RatioEstimate.from_dict(current)
+def judge_speed(baseline: paired.RatioEstimate, estimate: paired.RatioEstimate, gate: GateConfig) -> tuple[str, str]:
+    floor = baseline.ratio * (1.0 - gate.speed_ratio_drop)
     verdict = estimate.against(floor)
     detail = f"{estimate.ratio:.2f} [{estimate.low:.2f}, {estimate.high:.2f}] vs floor {floor:.2f}"
     return {paired.REGRESSED: REGRESSION, paired.FINE: OK}.get(verdict, INCONCLUSIVE), detail
@@ -158,28 +174,27 @@ def judge(metric: str, kind: str, baseline: Any, current: Any, gate: GateConfig,
     return (REGRESSION if current > limit else OK), f"limit {limit:.1f}"
 
 
-def compare(baseline: dict[str, Any], current: dict[str, Any], gate: GateConfig, params_differ: bool = False,
+def compare(baseline: RunSnapshot, current: RunSnapshot, gate: GateConfig, params_differ: bool = False,
             same_split: bool = True) -> list[Check]:
     """Every baseline metric judged against this run's; metrics only this run has are listed as new. Per-pair scores
     are compared when both runs scored the same test split under the same seeds."""
     checks = []
-    same_seeds = baseline.get("seeds") == current.get("seeds")
-    quality = sum(entry["kind"] == "quality" for entry in baseline["metrics"].values())
-    for metric, entry in baseline["metrics"].items():
-        now = current["metrics"].get(metric)
+    same_seeds = baseline.seeds == current.seeds
+    quality = sum(figure.kind == "quality" for figure in baseline.metrics.values())
+    for metric, recorded in baseline.metrics.items():
+        now = current.metrics.get(metric)
         if now is None:
-            checks.append(Check(metric, entry["kind"], entry["value"], None, MISSING))
+            checks.append(Check(metric, recorded.kind, recorded.value, None, MISSING))
             continue
         stage = metric.split(".", 1)[0]
         pairs = (None, None)
-        if entry["kind"] == "quality" and same_split and same_seeds:
+        if recorded.kind == "quality" and same_split and same_seeds:
             measure = metric.rsplit(".", 1)[-1]
-            pairs = (baseline.get("pairs", {}).get(stage, {}).get(measure), current["pairs"].get(stage, {}).get(measure))
-        verdict, detail = judge(metric, entry["kind"], entry["value"], now["value"], gate, params_differ, pairs,
-                                quality)
-        checks.append(Check(metric, entry["kind"], entry["value"], now["value"], verdict, detail))
-    checks += [Check(m, e["kind"], None, e["value"], NEW) for m, e in current["metrics"].items()
-               if m not in baseline["metrics"]]
+            pairs = (baseline.pairs.get(stage, {}).get(measure), current.pairs.get(stage, {}).get(measure))
+        verdict, detail = judge(metric, recorded.kind, recorded.value, now.value, gate, params_differ, pairs, quality)
+        checks.append(Check(metric, recorded.kind, recorded.value, now.value, verdict, detail))
+    checks += [Check(m, figure.kind, None, figure.value, NEW) for m, figure in current.metrics.items()
+               if m not in baseline.metrics]
     return checks
 
 
@@ -193,8 +208,8 @@ def settle(verdicts: list[str]) -> str:
     return INCONCLUSIVE
 
 
-def confirm_speed(checks: list[Check], baseline: dict[str, Any], gate: GateConfig,
-                  measure: Callable[[], dict[str, Any]] | None) -> list[Check]:
+def confirm_speed(checks: list[Check], baseline: RunSnapshot, gate: GateConfig,
+                  measure: Callable[[], dict[str, paired.RatioEstimate]] | None) -> list[Check]:
     """Time the peers again in this process: a speed ratio varies more between processes than within one, so a
     verdict stands only when a second process agrees. Still undecided ones are timed up to ``gate.speed_remeasure``
     more times."""
@@ -210,9 +225,10 @@ def confirm_speed(checks: list[Check], baseline: dict[str, Any], gate: GateConfi
         ratios = measure()
         for metric in pending:
             value = ratios[metric.removeprefix("speed.")]
-            verdict, detail = judge_speed(baseline["metrics"][metric]["value"], value, gate)
+            recorded = baseline.metrics[metric].value
+            verdict, detail = judge_speed(recorded, value, gate)
             speed[metric].append(verdict)
-            latest[metric] = Check(metric, "speed", baseline["metrics"][metric]["value"], value, settle(speed[metric]),
+            latest[metric] = Check(metric, "speed", recorded, value, settle(speed[metric]),
                                    f"{detail}; verdicts of {len(speed[metric])} processes: {', '.join(speed[metric])}")
     return [latest.get(c.metric, c) for c in checks]
 
@@ -221,17 +237,18 @@ def reliability_checks() -> list[Check]:
     """Every drill the reliability stage ran must have passed: an absolute rule, not one against the baseline."""
     if not paths.RELIABILITY_METRICS.exists():
         return []
-    drills = _read_json(paths.RELIABILITY_METRICS, "run `dvc repro` (the reliability stage) first")
-    if not drills.get("run"):
+    drills = _read(paths.RELIABILITY_METRICS, Reliability)
+    if not drills.run:
         return []
-    return [Check(f"reliability.{kind}.failed", "reliability", 0, len(drills[kind]["failed"]),
-                  OK if not drills[kind]["failed"] else REGRESSION) for kind in ("bad_input", "fault")]
+    return [Check(f"reliability.{kind}.failed", "reliability", 0, len(counts.failed),
+                  OK if not counts.failed else REGRESSION)
+            for kind, counts in (("bad_input", drills.bad_input), ("fault", drills.fault))]
 
 
-def pooled(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+def pooled(first: paired.RatioEstimate, second: paired.RatioEstimate) -> paired.RatioEstimate:
     """Two processes' estimates of one speed ratio as one: the geometric mean, an interval covering both."""
-    return {"ratio": math.sqrt(first["ratio"] * second["ratio"]), "low": min(first["low"], second["low"]),
-            "high": max(first["high"], second["high"]), "repeats": first["repeats"] + second["repeats"]}
+    return paired.RatioEstimate(ratio=math.sqrt(first.ratio * second.ratio), low=min(first.low, second.low),
+                                high=max(first.high, second.high), repeats=first.repeats + second.repeats)
 
 
 # ---------------------------------------------------------------- params
@@ -260,8 +277,8 @@ def params_differences(baseline: dict[str, Any], current: dict[str, Any]) -> lis
 def _shown(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, dict):
-        return f"{value['ratio']:.2f}"
+    if isinstance(value, paired.RatioEstimate):
+        return f"{value.ratio:.2f}"
     if isinstance(value, float):
         return f"{value:.4f}" if math.isfinite(value) and abs(value) < 1e3 else f"{value:,.6g}"
     return f"{value:,}" if isinstance(value, int) else str(value)
@@ -275,8 +292,9 @@ def markdown(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def _baseline_text(stored: dict[str, Any]) -> str:
+def _baseline_text(baselines: GateBaselines) -> str:
     """baseline.json: indented for reading in a diff, except the per-pair scores, one line per profile."""
+    stored = baselines.model_dump(mode="json")
     shown: dict[str, Any] = {"profiles": {}}
     compact: dict[str, str] = {}
     for name, entry in stored["profiles"].items():
@@ -289,19 +307,36 @@ def _baseline_text(stored: dict[str, Any]) -> str:
     return text + "\n"
 
 
-def _read_json(path: Path, what: str) -> Any:
-    if not path.exists():
-        raise GateError(f"{path} is missing: {what}")
+def _read(path: Path, kind: type, what: str = "run `dvc repro` first") -> Any:
+    """A result the gate reads, typed; a missing or malformed one is a GateError saying what to do."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise GateError(f"{path} is not valid JSON ({error}); restore it from git or rerun the stage that writes it") from None
+        return read_result(path, kind)
+    except FileNotFoundError:
+        raise GateError(f"{path} is missing: {what}") from None
+    except (SchemaError, json.JSONDecodeError) as error:
+        raise GateError(f"{path} cannot be read ({error}); restore it from git or rerun the stage that writes it "
+                        "(dvc repro)") from None
 
 
-def current_snapshot(params: Params) -> dict[str, Any]:
-    evaluation = _read_json(paths.EVALUATE_METRICS, "run `dvc repro` (the evaluate stage) first")
-    seed_runs = _read_json(paths.EVALUATE_SEEDS, "run `dvc repro` (the evaluate stage) first")
-    bench = _read_json(paths.BENCH_METRICS, "run `dvc repro` (the bench stage) first")
+def read_baselines(path: Path) -> GateBaselines:
+    """The committed baselines, or none yet (the first ``--update`` writes the file)."""
+    if not path.exists():
+        return GateBaselines(profiles={})
+    try:
+        return GateBaselines.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise GateError(f"{path} is not a gate baseline file ({str(error)[:500]}); restore it from git") from None
+
+
+def current_snapshot(params: Params) -> RunSnapshot:
+    evaluation = _read(paths.EVALUATE_METRICS, Evaluation, "run `dvc repro` (the evaluate stage) first")
+    bench = _read(paths.BENCH_METRICS, Bench, "run `dvc repro` (the bench stage) first")
+    try:
+        seed_runs = read_seed_runs(paths.EVALUATE_SEEDS)
+    except FileNotFoundError:
+        raise GateError(f"{paths.EVALUATE_SEEDS} is missing: run `dvc repro` (the evaluate stage) first") from None
+    except (SchemaError, json.JSONDecodeError) as error:
+        raise GateError(f"{paths.EVALUATE_SEEDS} cannot be read ({str(error)[:500]}); rerun `dvc repro`") from None
     try:
         return snapshot(evaluation, seed_runs, bench)
     except KeyError as missing:
@@ -309,9 +344,9 @@ def current_snapshot(params: Params) -> dict[str, Any]:
                         "`dvc repro` first") from None
 
 
-def measure_speed_again(params: Params) -> dict[str, Any]:
+def measure_speed_again(params: Params) -> dict[str, paired.RatioEstimate]:
     """The gated peers timed again in this process."""
-    return peer_probe.measure(params)
+    return {name: paired.RatioEstimate.model_validate(value) for name, value in peer_probe.measure(params).items()}
 
 
 def check_profile_name(profile: str, baseline_path: Path, known: list[str], update: bool) -> None:
@@ -335,17 +370,16 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
              remeasure: bool = True) -> tuple[bool, str]:
     """(passed, markdown). With ``update`` the comparison is printed, then this run becomes the profile's baseline."""
     baseline_path = baseline_path or Path(params.gate.baseline)
-    stored = _read_json(baseline_path, "create it with `python -m harness gate --update`") if baseline_path.exists() \
-        else {"profiles": {}}
-    recorded = stored["profiles"].get(profile)
+    stored = read_baselines(baseline_path)
+    recorded = stored.profiles.get(profile)
     if recorded is None:
-        check_profile_name(profile, baseline_path, list(stored["profiles"]), update)
-    current = current_snapshot(params) | {"params": params.to_dict()}
+        check_profile_name(profile, baseline_path, list(stored.profiles), update)
+    current = current_snapshot(params).model_copy(update={"params": params.to_dict()})
     text = f"Gate against {baseline_path}, profile {profile!r}"
     passed = True
     if recorded is not None:
-        differences = params_differences(recorded["params"], current["params"])
-        same_split = all(recorded["params"].get(s) == current["params"].get(s) for s in SPLIT_SECTIONS)
+        differences = params_differences(recorded.params, current.params)
+        same_split = all(recorded.params.get(s) == current.params.get(s) for s in SPLIT_SECTIONS)
         checks = compare(recorded, current, params.gate, bool(differences), same_split)
         if remeasure:
             checks = confirm_speed(checks, recorded, params.gate, lambda: measure_speed_again(params))
@@ -361,19 +395,19 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
                                                                        "still undecided after re-measuring, or a fall "
                                                                        "within the noise: reported, not failed)"
                                                                        if inconclusive else ""))
-        seeds = current.get("seeds", [])
-        if len(seeds) < 2:
+        if len(current.seeds) < 2:
             text += ("\nnote: one seed only, so the quality intervals cover the test pairs but not the spread between "
                      "training runs; list quality.extra_seeds to gate the recipe rather than one trajectory")
     if update:
         if remeasure:  # a baseline ratio from two processes, not one process's luck
             again = measure_speed_again(params)
-            for metric, entry in current["metrics"].items():
-                if entry["kind"] == "speed":
-                    entry["value"] = pooled(entry["value"], again[metric.removeprefix("speed.")])
-        stored["profiles"][profile] = current
+            current = current.model_copy(update={"metrics": {
+                metric: figure if figure.kind != "speed" else
+                GatedFigure(kind="speed", value=pooled(figure.value, again[metric.removeprefix("speed.")]))
+                for metric, figure in current.metrics.items()}})
+        stored = GateBaselines(profiles=stored.profiles | {profile: current})
         # per-pair scores of every seed: one line per profile's pairs, the rest indented for reading in a diff
         atomic.write_text(baseline_path, _baseline_text(stored))
-        text += f"\n\nbaseline for profile {profile!r} written to {baseline_path} ({len(current['metrics'])} metrics)"
+        text += f"\n\nbaseline for profile {profile!r} written to {baseline_path} ({len(current.metrics)} metrics)"
         passed = True
     return passed, text

@@ -5,7 +5,7 @@ its interval from one process's repeats shows: the train own/eager ratio measure
 four identical runs, each with an interval of about +-0.05. So a speed target's verdict stands only when a
 second process, started here, agrees with the bench's own.
 
-    python -m harness.peer_probe --params params.yaml    # prints the speed ratios as JSON
+    python -m harness peer-probe --params params.yaml    # prints the speed ratios as JSON
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from typing import Any
 
 from harness.config import Params, load_params
 
-INDEPENDENT_PEERS = ("conv3d_reference", "eager_reference")  # their own code: a slowdown cannot hide in them
-
 
 def measure(params: Params) -> dict[str, Any]:
     """The independent peers' speed ratios, timed in this process."""
@@ -29,8 +27,8 @@ def measure(params: Params) -> dict[str, Any]:
     from cube.device import choose_device
     from cube.processor import EmbeddingProcessor
     from harness import paths
-    from harness.bench import measure_peers
-    from harness.results import read_card
+    from harness.measure.peer_ratios import INDEPENDENT_PEERS, measure_peers
+    from harness.store.results import read_card
 
     dim = read_card(paths.EMBEDDED / "card.json").dim
     device = choose_device(params.train.device).device
@@ -41,7 +39,7 @@ def measure(params: Params) -> dict[str, Any]:
 
 def probe(params_path: Path) -> dict[str, Any]:
     """The independent peers' speed ratios, measured by a fresh Python process."""
-    result = subprocess.run([sys.executable, "-m", "harness.peer_probe", "--params", str(params_path)],
+    result = subprocess.run([sys.executable, "-m", "harness", "peer-probe", "--params", str(params_path)],
                             capture_output=True, text=True, check=False)
     if result.returncode:
         raise RuntimeError(f"peer probe failed:\n{result.stderr[-2000:]}")
@@ -49,12 +47,8 @@ def probe(params_path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.peer_probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness peer-probe", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     print(json.dumps(measure(load_params(args.params))))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Quality against training pairs: the cube and the trainable baselines at growing training sets, on one test split.
 
-``python -m harness.learning_curve profiles/translation.yaml`` lays the profile over params.yaml, draws
+``python -m harness learning-curve profiles/translation.yaml`` lays the profile over params.yaml, draws
 ``--pool`` pairs of its task (the data stage's own random draw and group-keeping split, with ``--val``/``--test``
 fractions sized for at least 2,500 test pairs), and trains on the first N training pairs of one fixed shuffle for
 every N in ``--sizes`` (nested sets), under every seed in ``--seeds``. Every trainable model gets one recipe, the
@@ -9,7 +9,7 @@ early stopping on validation MRR, epoch-0 fallback), the baselines with their tu
 temperature (``baselines``). The baselines start as the identity map; the cube reaches its identity-like start
 through its autoencoder stage on the smallest set's sentences, so every size starts from the same cube. Ridge and
 Procrustes are fit in closed form on the same pairs. Each figure is a paired difference against identity on the
-test pairs (``harness/paired.py``: the interval spans test pairs and seeds).
+test pairs (``harness/judge/paired.py``: the interval spans test pairs and seeds).
 
 Writes ``learning_curve.json``, ``learning_curve.md`` and ``learning_curve.png`` to ``--out``
 (default ``reports/learning_curve/``); the test split is read for scoring only.
@@ -29,19 +29,19 @@ from typing import Any
 import torch
 import yaml
 
-from cube import atomic, baselines
+from cube import atomic, baselines, rivals
 from cube.device import set_determinism
 from cube.embedded import EmbeddedData, build_embedded_data, embed_split
 from cube.pairs import unique_sentences
 from cube.processor import EmbeddingProcessor, Mode
 from cube.tasks import TASKS
 from cube.trainer import CubeTrainer, predict
-from harness import paired
 from harness.config import Params, params_from_dict
-from harness.profile import ROOT, merge
+from harness.judge import paired
+from harness.workflows.profile import ROOT, merge
 
 CUBE = "cube"
-TRAINED = (CUBE, baselines.LINEAR, "mlp")
+TRAINED = (CUBE, rivals.LINEAR, "mlp")
 CLOSED_FORM = ("ridge", "procrustes")
 MODELS = TRAINED + CLOSED_FORM
 MEASURE = "mrr"
@@ -85,8 +85,8 @@ def train_model(name: str, params: Params, data: EmbeddedData, seed: int,
         model.load_state_dict(cube_start)
         config = params.train.advanced
     else:
-        tuned = params.baselines.linear if name == baselines.LINEAR else params.baselines.mlp
-        model = (baselines.LinearMap(data.dim) if name == baselines.LINEAR
+        tuned = params.baselines.linear if name == rivals.LINEAR else params.baselines.mlp
+        model = (baselines.LinearMap(data.dim) if name == rivals.LINEAR
                  else baselines.ResidualMLP(data.dim, params.baselines.mlp.hidden))
         config = baselines.stage_configs(params.train, tuned)["advanced"]  # the tuned contrastive stage alone
     result = CubeTrainer(model, "advanced", config, data, seed=seed).fit()
@@ -186,7 +186,7 @@ def render(summary: dict[str, Any], command: str, wall: float) -> str:
              "cube starts from its autoencoder stage on the smallest set's sentences, the baselines from the "
              "identity map (its autoencoder start, trained once per seed, is not in the seconds below). Gains are "
              "paired differences against identity on the same test pairs with 95% intervals over pairs and seeds "
-             "(`harness/paired.py`).", "",
+             "(`harness/judge/paired.py`).", "",
              f"Identity (no training): test MRR {summary['identity']['mrr']:.4f}, recall@1 "
              f"{summary['identity']['recall@1']:.4f}"
              + (f", CSLS MRR {summary['identity']['csls mrr']:.4f}" if "csls mrr" in summary["identity"] else "")
@@ -245,7 +245,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.learning_curve", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness learning-curve", description=__doc__.splitlines()[0])
     parser.add_argument("profile", type=Path, help="the task's profile (profiles/translation.yaml)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000], help="training pairs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     params = curve_params(args.profile, args.pool, args.val, args.test)
     summary = summarise(run(params, args.sizes, args.seeds), args.sizes, args.seeds)
     wall = time.perf_counter() - began
-    command = ("python -m harness.learning_curve " + str(args.profile) + " --sizes " + " ".join(map(str, args.sizes))
+    command = ("python -m harness learning-curve " + str(args.profile) + " --sizes " + " ".join(map(str, args.sizes))
                + " --seeds " + " ".join(map(str, args.seeds)) + f" --pool {args.pool}")
     args.out.mkdir(parents=True, exist_ok=True)
     plot(summary, args.out / "learning_curve.png")
@@ -275,7 +275,3 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_text(args.out / "learning_curve.md", render(summary, command, wall))
     print(f"learning curve: {args.out / 'learning_curve.md'} ({wall / 60:.1f} min)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ so a peak taken there mixes phases. Here a fresh process sets the phase up (mode
 kernel's high-water mark of its resident memory (writing 5 to /proc/self/clear_refs), runs the phase once and reads
 the mark again (VmHWM): the increase is what the phase itself needed.
 
-    python -m harness.memory_probe --phase train --batch 64    # prints {"peak_increase_mib": ...}
+    python -m harness memory-probe --phase train --batch 64    # prints {"peak_increase_mib": ...}
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from harness.measure.phases import PHASES
 
 STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
@@ -32,11 +34,12 @@ def measure(params_path: Path, phase: str, batch: int) -> dict[str, Any]:
 
     from cube.processor import EmbeddingProcessor
     from harness import paths
-    from harness.bench import batch_inputs, phases
     from harness.config import load_params
+    from harness.measure.phases import batch_inputs, phases
+    from harness.store.results import read_card
 
     params = load_params(params_path)
-    dim = json.loads((paths.EMBEDDED / "card.json").read_text(encoding="utf-8"))["dim"]
+    dim = read_card(paths.EMBEDDED / "card.json").dim
     torch.manual_seed(params.seed)
     model = EmbeddingProcessor(dim, params.cube)
     model.train(phase == "train")
@@ -52,7 +55,7 @@ def probe(params_path: Path, phase: str, batch: int) -> dict[str, Any]:
     """Run the probe in a fresh process; a platform without /proc gets the reason instead of a figure."""
     if not CLEAR_REFS.exists():
         return {"peak_increase_mib": None, "note": "no /proc/self/clear_refs on this platform"}
-    result = subprocess.run([sys.executable, "-m", "harness.memory_probe", "--params", str(params_path), "--phase",
+    result = subprocess.run([sys.executable, "-m", "harness", "memory-probe", "--params", str(params_path), "--phase",
                              phase, "--batch", str(batch)], capture_output=True, text=True, check=False)
     if result.returncode:
         raise RuntimeError(f"memory probe of {phase} at batch {batch} failed:\n{result.stderr[-2000:]}")
@@ -60,14 +63,10 @@ def probe(params_path: Path, phase: str, batch: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.memory_probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness memory-probe", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--phase", choices=("forward", "train"), required=True)
+    parser.add_argument("--phase", choices=PHASES, required=True)
     parser.add_argument("--batch", type=int, required=True)
     args = parser.parse_args(argv)
     print(json.dumps(measure(args.params, args.phase, args.batch)))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

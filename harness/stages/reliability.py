@@ -18,7 +18,7 @@ from typing import Any
 
 from harness import paths
 from harness.config import Params
-from harness.results import Reliability, write_result
+from harness.store.results import Reliability, write_result
 
 log = logging.getLogger(__name__)
 KINDS = ("bad_input", "fault")
@@ -70,15 +70,14 @@ def _summary(collector: DrillCollector) -> dict[str, Any]:
     return out
 
 
-def run_drills(params: Params, tests: Path = TESTS) -> dict[str, Any]:
+def run_drills(params: Params, tests: Path = TESTS) -> Reliability:
     """Run the drills selected by ``params.reliability``; write and return ``metrics/reliability.json``."""
     settings = params.reliability
     if not settings.run:
         result: dict[str, Any] = {"run": False, "reason": "reliability.run is false in params.yaml"}
     else:
         result = _run_pytest(tests, settings.include_slow)
-    write_result(paths.RELIABILITY_METRICS, result, Reliability)
-    return result
+    return write_result(paths.RELIABILITY_METRICS, result, Reliability)
 
 
 def _run_pytest(tests: Path, include_slow: bool) -> dict[str, Any]:

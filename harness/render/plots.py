@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cube import atomic  # noqa: E402
-from harness.results import Bench, Comparison, ModelSummary, Scaling, ScalingRow  # noqa: E402
+from harness.judge.paired import PairedDifference  # noqa: E402
+from harness.store.results import Bench, ModelSummary, Scaling, ScalingRow  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -60,7 +61,7 @@ def quality_bars(rows: dict[str, ModelSummary], seeds: list[int], path: Path) ->
     _save(figure, path)
 
 
-def paired_differences(comparisons: dict[str, dict[str, Comparison]], measures: tuple[str, ...], stage: str,
+def paired_differences(comparisons: dict[str, dict[str, PairedDifference]], measures: tuple[str, ...], stage: str,
                        path: Path) -> None:
     """Cube minus each baseline, one panel per measure: the mean difference with its 95% interval, 0 marked."""
     names = list(comparisons)

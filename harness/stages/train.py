@@ -35,7 +35,7 @@ from cube.trainer import CubeTrainer, TrainResult
 from dvclive import Live
 from harness import paths
 from harness.config import Params
-from harness.results import TrainSummary, write_result
+from harness.store.results import TrainSummary, as_result, write_result
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def prune_constant_series(folder: Path) -> list[Path]:
     return removed
 
 
-def run_stage(params: Params, stage: str, progress: bool = True, chain: Chain | None = None) -> dict[str, Any]:
+def run_stage(params: Params, stage: str, progress: bool = True, chain: Chain | None = None) -> TrainSummary:
     """Train one stage; writes its checkpoint, dvclive logs and ``metrics/train_<stage>.json``
     (or, for a repeat ``chain``, its checkpoint and summary in the chain's folder).
 
@@ -169,7 +169,7 @@ def run_stage(params: Params, stage: str, progress: bool = True, chain: Chain | 
 
 
 def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, device: torch.device, device_reason: str,
-           world: World, progress: bool, chain: Chain) -> dict[str, Any]:
+           world: World, progress: bool, chain: Chain) -> TrainSummary:
     torch.manual_seed(chain.seed)
     mode = Mode(BY_NAME[stage].mode)
     model = EmbeddingProcessor(data.dim, params.cube, mode)
@@ -223,17 +223,17 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
         "world_size": world.world_size,
     }
     if world.is_main:
-        write_result(chain.summary(stage), summary, TrainSummary)
-    return summary
+        return write_result(chain.summary(stage), summary, TrainSummary)
+    return as_result(TrainSummary, summary, f"stage {stage}, rank {world.rank}")
 
 
-def run_repeats(params: Params, progress: bool = True) -> list[dict[str, Any]]:
+def run_repeats(params: Params, progress: bool = True) -> list[TrainSummary]:
     """The `seeds` stage: the four stages again, from scratch, under each ``quality.extra_seeds``, in this process."""
     summaries = []
     for seed in params.quality.extra_seeds:
         for stage in paths.STAGES:
             summary = run_stage(params, stage, progress, Chain.repeat(seed))
-            print(f"seed {seed} {stage}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
-                  f"val {summary['monitor']} {summary['best_value']:.4f}", flush=True)
+            print(f"seed {seed} {stage}: best epoch {summary.best_epoch} of {summary.epochs_run}, "
+                  f"val {summary.monitor} {summary.best_value:.4f}", flush=True)
             summaries.append(summary)
     return summaries

@@ -150,7 +150,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(table(rows))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

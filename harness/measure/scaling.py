@@ -18,7 +18,7 @@ import torch
 
 from cube.config import CubeConfig
 from cube.lattice import CubeLattice
-from harness.trackers import cuda_memory, saved_activation_bytes, time_calls
+from harness.measure.trackers import cuda_memory, saved_activation_bytes, time_calls
 
 
 def fitted_exponent(xs: list[float], ys: list[float]) -> float | None:

@@ -1,7 +1,7 @@
 """Measurement trackers: latency, memory (process RSS, torch CUDA, NVML, autograd activations).
 
 Trackers only measure and return plain numbers; what the report makes of them
-lives in ``harness/bench.py`` and ``harness/report.py`` (the split
+lives in ``harness/stages/bench.py`` and ``harness/render/report.py`` (the split
 optimum-benchmark keeps between trackers and the report schema).
 """
 

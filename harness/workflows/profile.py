@@ -1,13 +1,13 @@
 """Run the whole pipeline under a profile in a throw-away clone: keep its report, or gate it.
 
-``python -m harness.profile profiles/chatterbot.yaml`` copies this working tree (tracked and untracked files, not
+``python -m harness profile profiles/chatterbot.yaml`` copies this working tree (tracked and untracked files, not
 ignored ones, not the committed results) into a fresh git repository, lays the profile over params.yaml, runs
 ``dvc repro`` there and copies the report, its plots and its metrics to ``reports/<profile name>/``. The clone
 shares this checkout's embedding cache (``data/cache``, keyed by model, weights and text, so sharing is safe) and
 ``models/`` (optional local teachers such as the 768-d all-mpnet-base-v2 from ``scripts/get-mpnet.sh``).
 
 ``--gate`` judges the run against ``reports/baseline.json``'s baseline of the same name instead (CI:
-``python -m harness.profile profiles/tiny.yaml --gate``, ``make gate-tiny``); ``--update`` records that baseline.
+``python -m harness profile profiles/tiny.yaml --gate``, ``make gate-tiny``); ``--update`` records that baseline.
 A gated run shares nothing: it embeds every sentence afresh, as a fresh machine does (the cache cannot change a
 figure, since an embedding depends on its sentence alone, but a gated run should not lean on that either).
 """
@@ -27,9 +27,10 @@ from typing import Any
 import yaml
 
 from cube import atomic
-from harness.provenance import git_revision
+from harness import paths
+from harness.store.provenance import git_revision
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = paths.REPO
 TINY = ROOT / "profiles" / "tiny.yaml"
 RESULTS = ("reports/", "metrics/", "dvclive/", "dvc.lock")  # outputs of the default run, rebuilt in the clone
 
@@ -101,7 +102,7 @@ def keep_results(dest: Path, out: Path, overlay: Path, revision: str, wall_secon
                  "dvc_repro_wall_seconds": round(wall_seconds, 1), "cpu_count": os.cpu_count()}
     atomic.write_json(staging / "profile_run.json", run_facts)
     report = staging / "report.md"
-    origin = (f"> Profile `{overlay.relative_to(ROOT)}` laid over params.yaml, run by `python -m harness.profile` "
+    origin = (f"> Profile `{overlay.relative_to(ROOT)}` laid over params.yaml, run by `python -m harness profile` "
               f"from revision {revision} in a throw-away clone (the provenance table's git revision is that "
               f"clone's single commit). The whole `dvc repro` took {wall_seconds / 60:.0f} min on "
               f"{os.cpu_count()} CPU cores.\n\n")
@@ -111,7 +112,7 @@ def keep_results(dest: Path, out: Path, overlay: Path, revision: str, wall_secon
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.profile", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness profile", description=__doc__.splitlines()[0])
     parser.add_argument("overlay", type=Path, help="a profile: params.yaml values to change (profiles/*.yaml)")
     parser.add_argument("--out", type=Path, help="where the report goes (default: reports/<profile name>)")
     parser.add_argument("--keep", type=Path, help="build the clone here and keep it (default: a temp dir)")
@@ -164,7 +165,3 @@ def gate(clone: Path, name: str, update: bool) -> int:
     result = run(command, clone, check=False)
     print(result.stdout + result.stderr)
     return result.returncode
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from harness.trackers import time_calls
+from harness.measure.trackers import time_calls
 
 
 def measure_matmul_flops(device: torch.device, size: int | None = None, repeats: int = 5) -> float:

@@ -5,8 +5,8 @@ DVC's own page loads the three libraries from a CDN when it is opened, so offlin
 carries them instead, taken at setup from the ``vl-convert-python`` wheel (its ``javascript_bundle``), and
 ``.dvc/config`` points ``plots.html_template`` at it:
 
-    python -m harness.plots_page template            (make setup runs it)
-    python -m harness.plots_page check [--screenshot plots.png] [--html-template FILE]
+    python -m harness plots-page template            (make setup runs it)
+    python -m harness plots-page check [--screenshot plots.png] [--html-template FILE]
 
 ``check`` runs ``dvc plots show`` into a scratch folder, opens the page in headless Chromium with every host
 unreachable, and counts the plots vega-embed drew against the plots on the page; exit 1 when any is missing.
@@ -99,7 +99,7 @@ def show(out: Path, html_template: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.plots_page", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness plots-page", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("template", help=f"write {TEMPLATE} from the installed vl-convert-python")
     check = sub.add_parser("check", help="render `dvc plots show` offline in headless Chromium and count the plots")
@@ -117,7 +117,3 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "ok" if drawn == expected > 0 else "FAILED"
     print(f"plots_page: {verdict}: {drawn} of {expected} plots drawn by headless Chromium with no network")
     return 0 if verdict == "ok" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The `bench` stage: throughput, latency, memory, scaling, peers and roofline of the cube, in one run.
+
+Every figure is measured here, on the device the doctor chose; the peers and
+the device's peaks are measured in the same process so ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import resource
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from cube import atomic
+from cube.device import OutOfDeviceMemory, out_of_memory_message
+from cube.processor import EmbeddingProcessor
+from harness import paths
+from harness.config import Params
+from harness.judge.targets import TARGET_BATCH, speed_targets
+from harness.measure import memory_probe, peer_probe
+from harness.measure.doctor import diagnose
+from harness.measure.peer_ratios import measure_peers
+from harness.measure.phases import PHASES, batch_inputs, measure_phase, phases
+from harness.measure.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
+from harness.measure.scaling import run_scaling
+from harness.measure.trackers import counted_flops, saved_activation_bytes
+from harness.store.results import Bench, SpeedHeadline, read_card, write_result
+
+log = logging.getLogger(__name__)
+
+# Forward + backward of a layer costs about 3x its forward (two matmuls back for one forward).
+TRAIN_FLOPS_FACTOR = 3
+
+
+def probe_host_memory(params_file: Path, rows: list[dict[str, Any]]) -> None:
+    """Each CPU row's host memory, measured in a process of the phase's own (harness/measure/memory_probe.py)."""
+    for row in tqdm(rows, desc="bench: host memory per phase", unit="phase"):
+        found = memory_probe.probe(params_file, row["phase"], row["batch_size"])
+        row["host_peak_increase_mib"] = found["peak_increase_mib"]
+
+
+def work_per_sample(model: EmbeddingProcessor, dim: int, device: torch.device, batch: int = 8) -> dict[str, float]:
+    """Deterministic figures of the cube's own implementation, whatever the machine's load: FLOPs its matmuls and
+    convolutions execute (counted by torch.utils.flop_counter) in a forward and a training step, and the bytes
+    autograd keeps for backward, per sample."""
+    x, target = batch_inputs(batch, dim, device)
+    model = copy.deepcopy(model)
+    step = phases(model, x, target)
+    model.eval()
+    forward_flops = counted_flops(step["forward"])
+    model.train()
+    train_flops = counted_flops(step["train"])
+    saved = saved_activation_bytes(lambda: model(x))
+    return {"counted_flops_forward": forward_flops / batch, "counted_flops_train": train_flops / batch,
+            "saved_bytes_train": saved / batch}
+
+
+def run_bench(params: Params) -> Bench:
+    doctor = diagnose(params.train.device)
+    device = torch.device(doctor["chosen_device"])
+    dim = read_card(paths.EMBEDDED / "card.json").dim
+    torch.manual_seed(params.seed)
+    model = EmbeddingProcessor(dim, params.cube).to(device)
+    bench = params.bench
+
+    rows = []
+    sweep = list(bench.batch_sizes)
+    if device.type == "cuda" and TARGET_BATCH not in sweep:
+        sweep.append(TARGET_BATCH)  # the GPU targets are figures at this batch
+    for batch in tqdm(sweep, desc="bench: batch sweep", unit="batch"):
+        x, target = batch_inputs(batch, dim, device)
+        for phase, fn in phases(model, x, target).items():
+            try:
+                rows.append(measure_phase(model, fn, phase, batch, device, bench.warmup, bench.repeats))
+            except torch.OutOfMemoryError:
+                if batch not in bench.batch_sizes:  # only the added target batch: its targets read "not measured"
+                    log.warning("bench: out of %s memory at the target batch %d; its targets stay unmeasured",
+                                device, batch)
+                    torch.cuda.empty_cache()
+                    continue
+                raise OutOfDeviceMemory(out_of_memory_message(f"bench, {phase}", batch, device,
+                                                              "bench.batch_sizes")) from None
+
+    with tempfile.TemporaryDirectory(prefix="cube-probe-") as scratch:  # the settings, for the probes' processes
+        params_file = Path(scratch) / "params.yaml"
+        params_file.write_text(yaml.safe_dump(params.to_dict()), encoding="utf-8")
+        if device.type == "cpu":
+            probe_host_memory(params_file, rows)
+        log.info("peers at batch %d", bench.peer_batch_size)
+        peers = measure_peers(model, params, dim, device)
+        log.info("the independent peers again, in a process of their own")
+        second_process = peer_probe.probe(params_file)
+    work = work_per_sample(model, dim, device)
+
+    log.info("device peaks and roofline")
+    peak_flops, bandwidth = measure_matmul_flops(device), measure_copy_bandwidth(device)
+    largest = max(bench.batch_sizes)
+    best = {phase: next(r for r in rows if r["phase"] == phase and r["batch_size"] == largest) for phase in PHASES}
+    flops, moved = model.flops_per_sample(), model.bytes_per_sample()
+    lines = {
+        "forward": roofline(flops, moved, best["forward"]["samples_per_s"], peak_flops, bandwidth),
+        "train": roofline(TRAIN_FLOPS_FACTOR * flops, TRAIN_FLOPS_FACTOR * moved, best["train"]["samples_per_s"],
+                          peak_flops, bandwidth),
+    }
+
+    log.info("scaling against lattice side %s and steps %s", bench.lattice_sides, bench.steps_sweep)
+    scaling = run_scaling(params.cube, bench.lattice_sides, bench.steps_sweep, bench.scaling_batch_size, device,
+                          warmup=1, repeats=bench.scaling_repeats)
+
+    result = {
+        "device": str(device), "device_reason": doctor["reason"], "doctor": doctor, "dim": dim,
+        "lattice": list(params.cube.lattice), "steps": params.cube.steps,
+        "parameters": model.parameter_count(), "flops_per_sample_forward": flops, "bytes_per_sample_forward": moved,
+        "warmup": bench.warmup, "repeats": bench.repeats, "rows": rows,
+        "peers": peers, "work_per_sample": work, "roofline": {"batch_size": largest, **lines}, "scaling": scaling,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
+    }
+    result["second_process_speed_ratios"] = second_process
+    result["targets"] = speed_targets(result, [second_process])
+    typed = write_result(paths.BENCH_METRICS, result, Bench)
+    write_speed_headline(result["rows"], params.bench.peer_batch_size)
+    return typed
+
+
+def write_speed_headline(rows: list[dict[str, Any]], batch_size: int) -> None:
+    """``metrics/speed.json`` for dvc exp show: forward and training samples/s at the peers' batch size (the largest
+    measured one when that size was not timed)."""
+    sizes = {row["batch_size"] for row in rows}
+    chosen = batch_size if batch_size in sizes else max(sizes)
+    rate = {row["phase"]: row["samples_per_s"] for row in rows if row["batch_size"] == chosen}
+    headline = SpeedHeadline(batch_size=chosen, forward_samples_per_s=rate["forward"], train_samples_per_s=rate["train"])
+    atomic.write_json(paths.SPEED_HEADLINE, headline.model_dump(mode="json"))
