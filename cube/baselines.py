@@ -200,12 +200,13 @@ def fit_all(data: EmbeddedData, seed: int, config: BaselinesConfig, train: Train
     unlisted = sorted(set(FITS) - set(rivals.names()))
     if unlisted:
         raise ValueError(f"cube/baselines.py fits {unlisted}, which cube/rivals.py does not list: add them to RIVALS")
+    unfitted = [name for name in rivals.names() if name not in FITS]
+    if unfitted:
+        raise ValueError(f"cube/rivals.py lists the baseline(s) {unfitted}, which cube/baselines.py cannot fit: add "
+                         "their functions to FITS")
     run = FitInputs(data, seed, config, train, device)
     fitted = []
     for rival in rivals.RIVALS:
-        if rival.name not in FITS:
-            raise ValueError(f"cube/rivals.py lists the baseline {rival.name!r}, which cube/baselines.py cannot fit: "
-                             "add its function to FITS")
         baseline = FITS[rival.name](run)
         if baseline.name != rival.name:
             raise ValueError(f"the fit of baseline {rival.name!r} returned one named {baseline.name!r}")

@@ -141,10 +141,11 @@ class GateFailed(Exception):
 
 def cmd_gate(params: Params, args: argparse.Namespace) -> None:
     from harness.judge.gate import run_gate
+    from harness.render.gate_report import render
 
-    passed, text = run_gate(params, args.baseline, profile=args.profile, update=args.update)
-    print(text)
-    if not passed:
+    verdict = run_gate(params, args.baseline, profile=args.profile, update=args.update)
+    print(render(verdict))
+    if not verdict.passed:
         raise GateFailed()
 
 

@@ -49,19 +49,20 @@ def test_a_toy_baseline_added_as_the_layout_says_is_evaluated_compared_and_repor
     assert len(rows) >= 3, "the toy is in the quality table, the paired differences and the baselines' tuning table"
 
 
-def test_a_baseline_listed_without_a_fit_or_fitted_without_a_listing_is_refused(embedded, monkeypatch):
+def test_a_baseline_listed_without_a_fit_or_fitted_without_a_listing_is_refused(monkeypatch):
+    """Refused before anything is fitted: no data is needed to see it."""
     with monkeypatch.context() as patch:
         patch.setattr(rivals, "RIVALS", (*rivals.RIVALS, rivals.Rival(TOY)))
-        with pytest.raises(ValueError, match="lists the baseline 'toy: half the question', which cube/baselines.py"):
-            baselines.fit_all(embedded, 0, None, None)
+        with pytest.raises(ValueError, match=r"lists the baseline\(s\) \['toy: half the question'\], which cube/baselines.py"):
+            baselines.fit_all(None, 0, None, None)
     add_toy(monkeypatch, listed=False)
     with pytest.raises(ValueError, match=r"fits \['toy: half the question'\], which cube/rivals.py does not list"):
-        baselines.fit_all(embedded, 0, None, None)
+        baselines.fit_all(None, 0, None, None)
 
 
-def test_a_fit_that_names_its_baseline_otherwise_is_refused(embedded, monkeypatch):
+def test_a_fit_that_names_its_baseline_otherwise_is_refused(monkeypatch):
     add_toy(monkeypatch, fit=lambda _: baselines.identity())
     monkeypatch.setattr(rivals, "RIVALS", (rivals.Rival(TOY),))
     monkeypatch.setattr(baselines, "FITS", {TOY: lambda _: baselines.identity()})
     with pytest.raises(ValueError, match="the fit of baseline 'toy: half the question' returned one named 'identity'"):
-        baselines.fit_all(embedded, 0, None, None)
+        baselines.fit_all(None, 0, None, None)

@@ -144,13 +144,11 @@ def test_a_params_change_that_makes_the_cube_worse_fails_the_gate(copy):
 
 def test_predictions_perturbed_by_002_mrr_fail_the_gate_even_with_a_looser_tolerance(copy, tiny):
     # a few test predictions of every cube stage swapped with another pair's
-    line = ("        test, pairs[CUBE + stage] = score_or_refuse(data.test, predict(model, data.test.questions, device), "
-            "name, seed,\n                                                    csls)\n")
-    plant(copy / "harness/stages/evaluate.py", line, '''        test_pred = predict(model, data.test.questions, device)
-        rows = torch.randperm(len(test_pred), generator=torch.Generator().manual_seed(0))[:24]
-        test_pred[rows] = test_pred[rows.roll(1)]
-        test, pairs[CUBE + stage] = score_or_refuse(data.test, test_pred, name, seed, csls)
-''')
+    line = "        test, pairs[cube_model(stage)] = score_or_refuse(data.test, predicted, name, seed, csls)\n"
+    swapped = '''        rows = torch.randperm(len(predicted), generator=torch.Generator().manual_seed(0))[:24]
+        predicted[rows] = predicted[rows.roll(1)]
+'''
+    plant(copy / "harness/stages/evaluate.py", line, swapped + line)
     harness("evaluate", cwd=copy)
     drop = evaluation(tiny)["stages"]["advanced"]["test"]["mrr"] - evaluation(copy)["stages"]["advanced"]["test"]["mrr"]
     assert 0.012 <= drop <= 0.03, drop

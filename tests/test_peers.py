@@ -187,7 +187,7 @@ def test_compiled_eager_reference_matches_cube_output_and_gradients():
     """The bench's torch.compile peer computes the cube's function: its speed ratio compares like with like."""
     from cube.config import to_plain
     from harness.config import params_from_dict
-    from harness.stages.bench import COMPILED_PEER, measure_peers
+    from harness.measure.peer_ratios import COMPILED_PEER, measure_peers
 
     lattice = cube("walls", True)
     compiled = torch.compile(EagerReference.from_lattice(lattice))

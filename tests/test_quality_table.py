@@ -71,14 +71,14 @@ def comparisons(cube_offset: dict[str, float], n: int = 300) -> dict[str, Any]:
 def test_the_target_counts_only_significant_wins():
     found = comparisons({name: 0.2 for name in BASELINES})
     assert quality_misses(found) == []
-    text = "\n".join(target_lines(typed(found), "advanced", quality_misses(found)))
+    text = "\n".join(target_lines(typed(found), "advanced", quality_misses(found), QUALITY_TARGET))
     assert "**The quality target is met**" in text and "worse** than: none" in text
 
 
 def test_a_lead_inside_the_noise_is_no_win_and_a_loss_is_named():
     found = comparisons({"identity": 0.2, "mean answer": 0.2, "ridge": 0.0, "procrustes": 0.2,
                          "linear (contrastive)": 0.2, "mlp": -0.2})
-    text = "\n".join(target_lines(typed(found), "advanced", quality_misses(found)))
+    text = "\n".join(target_lines(typed(found), "advanced", quality_misses(found), QUALITY_TARGET))
     assert "**The quality target is not met**" in text
     assert "recall@1 against ridge (no significant difference)" in text
     assert "mrr against mlp (worse)" in text
@@ -90,3 +90,13 @@ def test_the_detectable_difference_line_names_the_test_pairs_and_the_pairs_a_002
     text = detectable_lines(typed(found), 300, list(QUALITY_TARGET))[0]
     assert "With 300 test pairs" in text and "mrr differences of" in text and "recall@1 differences of" in text
     assert "Detecting a 0.02 MRR difference would take about" in text
+
+
+def test_the_target_is_described_from_its_data():
+    from cube.rivals import names
+    from harness.judge.targets import describe_quality_target
+
+    assert describe_quality_target(QUALITY_TARGET, names(in_tables_only=True)) == (
+        "every baseline on recall@1 and MRR and than identity and ridge on cosine")
+    assert describe_quality_target({"identity": ("mrr",), "mlp": ("mrr", "recall@1")}, ("identity", "mlp", "ridge")) == (
+        "identity, mlp on MRR and than mlp on recall@1")

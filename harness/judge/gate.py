@@ -271,25 +271,7 @@ def params_differences(baseline: dict[str, Any], current: dict[str, Any]) -> lis
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
-# ---------------------------------------------------------------- rendering
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, paired.RatioEstimate):
-        return f"{value.ratio:.2f}"
-    if isinstance(value, float):
-        return f"{value:.4f}" if math.isfinite(value) and abs(value) < 1e3 else f"{value:,.6g}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def markdown(checks: list[Check]) -> str:
-    lines = ["| metric | kind | baseline | current | verdict | detail |", "|---|---|---|---|---|---|"]
-    for c in checks:
-        verdict = f"**{c.verdict}**" if c.failed else c.verdict
-        lines.append(f"| {c.metric} | {c.kind} | {_shown(c.baseline)} | {_shown(c.current)} | {verdict} | {c.detail} |")
-    return "\n".join(lines)
+# ---------------------------------------------------------------- the baseline file
 
 
 def _baseline_text(baselines: GateBaselines) -> str:
@@ -366,17 +348,37 @@ def check_profile_name(profile: str, baseline_path: Path, known: list[str], upda
                     f"gate --profile {profile} --update` and commit {baseline_path}")
 
 
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the gate found: its checks against the profile's baseline (None when it had none yet), and the number of
+    metrics recorded when this run became the baseline."""
+
+    profile: str
+    baseline_path: Path
+    checks: list[Check] | None
+    params_differences: list[str]
+    seeds: int
+    recorded: int | None = None
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks or [] if c.failed]
+
+    @property
+    def passed(self) -> bool:
+        return self.recorded is not None or not self.failed
+
+
 def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "default", update: bool = False,
-             remeasure: bool = True) -> tuple[bool, str]:
-    """(passed, markdown). With ``update`` the comparison is printed, then this run becomes the profile's baseline."""
+             remeasure: bool = True) -> GateVerdict:
+    """This run against the profile's baseline; with ``update`` it then becomes that baseline (and passes)."""
     baseline_path = baseline_path or Path(params.gate.baseline)
     stored = read_baselines(baseline_path)
     recorded = stored.profiles.get(profile)
     if recorded is None:
         check_profile_name(profile, baseline_path, list(stored.profiles), update)
     current = current_snapshot(params).model_copy(update={"params": params.to_dict()})
-    text = f"Gate against {baseline_path}, profile {profile!r}"
-    passed = True
+    checks, differences = None, []
     if recorded is not None:
         differences = params_differences(recorded.params, current.params)
         same_split = all(recorded.params.get(s) == current.params.get(s) for s in SPLIT_SECTIONS)
@@ -384,20 +386,7 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
         if remeasure:
             checks = confirm_speed(checks, recorded, params.gate, lambda: measure_speed_again(params))
         checks += reliability_checks()
-        failed = [c for c in checks if c.failed]
-        passed = not failed
-        text += "\n\n" + ("Params that differ from the baseline's:\n" + "\n".join(f"- {d}" for d in differences)
-                          + "\n\n" if differences else "") + markdown(checks) + "\n\n"
-        inconclusive = sum(c.verdict == INCONCLUSIVE for c in checks)
-        text += (f"gate FAILED: {len(failed)} of {len(checks)} metrics regressed or went missing"
-                 + "".join(f"\n- {c.metric}: {c.detail or c.verdict}" for c in failed) if failed
-                 else f"gate passed: {len(checks)} metrics checked" + (f", {inconclusive} inconclusive (a speed ratio "
-                                                                       "still undecided after re-measuring, or a fall "
-                                                                       "within the noise: reported, not failed)"
-                                                                       if inconclusive else ""))
-        if len(current.seeds) < 2:
-            text += ("\nnote: one seed only, so the quality intervals cover the test pairs but not the spread between "
-                     "training runs; list quality.extra_seeds to gate the recipe rather than one trajectory")
+    written = None
     if update:
         if remeasure:  # a baseline ratio from two processes, not one process's luck
             again = measure_speed_again(params)
@@ -408,6 +397,5 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
         stored = GateBaselines(profiles=stored.profiles | {profile: current})
         # per-pair scores of every seed: one line per profile's pairs, the rest indented for reading in a diff
         atomic.write_text(baseline_path, _baseline_text(stored))
-        text += f"\n\nbaseline for profile {profile!r} written to {baseline_path} ({len(current.metrics)} metrics)"
-        passed = True
-    return passed, text
+        written = len(current.metrics)
+    return GateVerdict(profile, baseline_path, checks, differences, len(current.seeds), written)

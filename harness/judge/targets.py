@@ -51,6 +51,25 @@ SPEED_TARGETS: tuple[SpeedTarget, ...] = (
 )
 
 
+def describe_quality_target(required: dict[str, list[str]] | dict[str, tuple[str, ...]],
+                            baselines: tuple[str, ...]) -> str:
+    """The quality target in words, from its data: "every baseline on recall@1 and MRR and than identity and ridge on
+    cosine" (``baselines``: those the report tables; "every baseline" when the target names them all)."""
+    def word(measure: str) -> str:
+        return "MRR" if measure == "mrr" else measure
+
+    entries = list(required.items())
+    common = [m for m in entries[0][1] if all(m in measures for _, measures in entries)]
+    whom = "every baseline" if set(required) >= set(baselines) else ", ".join(required)
+    text = f"{whom} on {' and '.join(word(m) for m in common)}"
+    extra: dict[str, list[str]] = {}
+    for name, measures in entries:
+        for measure in measures:
+            if measure not in common:
+                extra.setdefault(measure, []).append(name)
+    return text + "".join(f" and than {' and '.join(names)} on {word(m)}" for m, names in extra.items())
+
+
 def quality_misses(comparisons: dict[str, dict[str, dict[str, Any]]],
                    required: dict[str, tuple[str, ...]] = QUALITY_TARGET) -> list[str]:
     """``measure against baseline (verdict)`` for each required comparison that is not a significant win: only a

@@ -11,7 +11,7 @@ the channels-last state zero-padded with ``F.pad`` (wrapped for periodic), the 6
 the padded tensor, concatenated with the own state and the external input, then ``Linear`` -> ReLU ->
 ``Linear`` and ``state += update``, T times, all differentiated by autograd. Its parameters are named as
 ``CubeLattice``'s, so it loads a lattice's state_dict as it is. It is the peer the project's own propagation
-must beat (issue 6: training at least 1.5x on a 2-core CPU, 3.5x on a GPU).
+must beat (``harness/judge/targets.py``: training at least 1.5x on a 2-core CPU, 3.5x on a GPU).
 
 ``PerSampleLoop`` runs a model one sample at a time in a Python loop, the way the earlier trainer did.
 """

@@ -56,8 +56,8 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
         load_model_weights(model, checkpoint, "best")
         model.to(device)
         name = f"stage {stage!r} ({checkpoints / stage})"
-        test, pairs[cube_model(stage)] = score_or_refuse(data.test, predict(model, data.test.questions, device), name, seed,
-                                                    csls)
+        predicted = predict(model, data.test.questions, device)
+        test, pairs[cube_model(stage)] = score_or_refuse(data.test, predicted, name, seed, csls)
         scores[stage] = {
             "test": test,
             "val": score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed, csls)[0],
