@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_, help_text) in TOOLS.items():
         commands.add_parser(name, help=help_text)  # listed here; main() hands its arguments to the tool
     args = parser.parse_args(argv)
+    if args.command in TOOLS:  # reached only with global options first: a tool takes its own
+        parser.error(f"{args.command} takes its own options: run `python -m harness {args.command} --help`, with "
+                     "nothing before the tool's name")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:

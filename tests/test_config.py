@@ -109,3 +109,11 @@ def test_check_refuses_a_lattice_that_cannot_hold_the_teacher_s_width_before_any
     assert main(["--params", "params.yaml", "check"]) == 2
     assert "384-d embedding does not fit lattice 8x8x5" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_a_tool_named_after_the_global_options_gets_a_message_not_a_traceback(capsys):
+    from harness.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--params", "params.yaml", "compare"])
+    assert exited.value.code == 2 and "compare takes its own options" in capsys.readouterr().err
