@@ -214,6 +214,7 @@ class ModelParams:
     The harness adds its own sections (bench, gate, quality, reliability) in ``harness.config.Params``."""
 
     seed: NonNegativeInt = 0
+    numerics: Literal["portable", "native"] = "portable"  # cube/numerics.py: CPU code paths pinned, or the CPU's own
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
     cube: CubeConfig = CubeConfig()

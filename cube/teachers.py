@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from cube import numerics
 from cube.config import TeacherModelConfig
 from cube.digest import files_digest, json_digest
 
@@ -128,7 +129,8 @@ class Teacher:
 
     @property
     def key(self) -> str:
-        """Identity of this teacher's embeddings: model, weights, pooling, max length, dtype."""
+        """Identity of this teacher's embeddings: model, weights, pooling, max length, dtype, and the code paths that
+        computed them (portable CPU numerics, or which CPU or GPU)."""
         identity = {
             "name": self.config.name,
             "weights_sha256": weights_hash(self.model_dir),
@@ -136,8 +138,14 @@ class Teacher:
             "max_length": self.config.max_length,
             "dtype": self.config.dtype,
             "layout": LAYOUT,
+            "numerics": self.numerics_tag(),
         }
         return json_digest(identity)[:24]
+
+    def numerics_tag(self) -> str:
+        if self.device.type == "cuda":
+            return f"cuda on {torch.cuda.get_device_name(self.device)}"
+        return numerics.cache_tag()
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], progress: bool = True) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """``python -m harness <command>``: the pipeline's stages and tools.
 
-Every command first loads params.yaml strictly, so a misspelt key stops it before any work.
+Every command first loads params.yaml strictly, so a misspelt key stops it before any work, then pins the numerics it
+names (``cube/numerics.py``) before anything imports torch; a tool pins those of ./params.yaml.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cube.config import ConfigError
+from cube import numerics
+from cube.config import ConfigError, read_params_file
 from harness import paths
 from harness.config import Params, load_params
 
@@ -27,8 +29,8 @@ def user_errors() -> tuple[type[Exception], ...]:
     from cube.teachers import TeacherError
     from harness.judge.gate import GateError
 
-    return (ConfigError, DataError, DeviceError, LatticeSizeError, TeacherError, CheckpointError, FileNotFoundError,
-            GateError)
+    return (ConfigError, numerics.NumericsError, DataError, DeviceError, LatticeSizeError, TeacherError,
+            CheckpointError, FileNotFoundError, GateError)
 
 
 def cmd_check(params: Params, args: argparse.Namespace) -> None:
@@ -143,7 +145,8 @@ def cmd_gate(params: Params, args: argparse.Namespace) -> None:
     from harness.judge.gate import run_gate
     from harness.render.gate_report import render
 
-    verdict = run_gate(params, args.baseline, profile=args.profile, update=args.update)
+    verdict = run_gate(params, args.baseline, profile=args.profile, update=args.update, code_repo=args.code_repo,
+                       revision=args.revision)
     print(render(verdict))
     if not verdict.passed:
         raise GateFailed()
@@ -188,7 +191,25 @@ TOOLS: dict[str, tuple[str, str]] = {
 def run_tool(name: str, argv: list[str]) -> int:
     import importlib
 
+    try:
+        numerics.pin(tool_numerics(paths.PARAMS))
+    except (ConfigError, numerics.NumericsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return importlib.import_module(TOOLS[name][0]).main(argv)
+
+
+def tool_numerics(params_path: Path) -> str:
+    """The numerics a tool runs under: those of ``params_path`` where it exists (a tool may lay a profile over it, but
+    no profile changes the numerics), else the default."""
+    if not params_path.exists():
+        return numerics.DEFAULT
+    raw = read_params_file(params_path, Params)
+    mode = raw.get("numerics", numerics.DEFAULT) if isinstance(raw, dict) else numerics.DEFAULT
+    if mode not in numerics.MODES:
+        raise ConfigError(f"{params_path}: numerics = {mode!r} is not allowed; allowed values: "
+                          f"{', '.join(map(repr, numerics.MODES))}")
+    return mode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--profile", default="default",
                              help="which committed baseline this run replaces (default: default; CI's: tiny)")
             sub.add_argument("--baseline", type=Path, default=None, help="baseline file (default: gate.baseline)")
+            sub.add_argument("--code-repo", type=Path, default=None,
+                             help="git repository holding the baseline's revision, whose cube is timed against this "
+                                  "one's (default: this repository)")
+            sub.add_argument("--revision", default=None,
+                             help="with --update: the commit whose cube/ made this run (default: HEAD, when cube/ "
+                                  "has no uncommitted change)")
     for name, (_, help_text) in TOOLS.items():
         commands.add_parser(name, help=help_text)  # listed here; main() hands its arguments to the tool
     args = parser.parse_args(argv)
@@ -222,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         params = load_params(args.params)
+        numerics.pin(params.numerics)
         status = COMMANDS[args.command][0](params, args)
         if status:  # a command that ran others (torchrun workers) passes their failure on
             return status

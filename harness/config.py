@@ -42,6 +42,8 @@ class BenchConfig:
     steps_sweep: Sizes = (1, 5, 10, 20, 40)
     scaling_batch_size: PositiveInt = 8
     scaling_repeats: PositiveInt = 3
+    numerics_batch_sizes: Sizes = (64, 256)  # the cube under portable and native numerics, timed in alternation
+    numerics_rounds: ranged(StrictInt, 3) = 10  # alternations behind each portable/native ratio's interval
 
 
 @section
@@ -54,6 +56,8 @@ class GateConfig:
     mrr_drop: NonNegativeFloat = 0.02  # absolute, test MRR per stage
     speed_ratio_drop: Fraction = 0.4  # relative, own-vs-peer speed ratios
     speed_remeasure: NonNegativeInt = 2  # re-timings of an inconclusive speed ratio
+    revision_speed_drop: Fraction = 0.3  # relative fall allowed in this revision's cube speed against the baseline's
+    revision_rounds: ranged(StrictInt, 3) = 12  # alternations of the two revisions' cubes behind each ratio
     noise_floor: NonNegativeFloat = 0.001  # smaller significant falls: float noise
     memory_increase: NonNegativeFloat = 0.25  # relative, measured peaks per phase
     memory_slack_mib: NonNegativeFloat = 8.0  # absolute, on top: allocator noise

@@ -23,12 +23,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from cube import numerics  # noqa: E402
+
+numerics.pin(numerics.DEFAULT)  # before torch is imported: this study computes under the pipeline's default numerics
+
+import torch  # noqa: E402
 
 from cube.embedding_cache import _content_hash  # noqa: E402
 from harness.store.results import Evaluation, read_result  # noqa: E402

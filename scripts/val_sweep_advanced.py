@@ -18,10 +18,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from cube import numerics  # noqa: E402
+
+numerics.pin(numerics.DEFAULT)  # before torch is imported: this study computes under the pipeline's default numerics
+
+import torch  # noqa: E402
 
 from cube.checkpoint import load_checkpoint, load_model_weights  # noqa: E402
 from cube.config import StageConfig  # noqa: E402

@@ -20,10 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from cube import numerics  # noqa: E402
+
+numerics.pin(numerics.DEFAULT)  # before torch is imported: this study computes under the pipeline's default numerics
+
+import torch  # noqa: E402
 
 from cube import baselines, rivals  # noqa: E402
 from cube.config import BaselinesConfig, MLPBaselineConfig, TunedStage  # noqa: E402

@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from cube import numerics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+numerics.pin(numerics.DEFAULT)  # the tests compute under the numerics the pipeline runs under by default
+
+import torch  # noqa: E402
 
 from cube.config import DataConfig  # noqa: E402
 from cube.teachers import resolve_model_dir  # noqa: E402

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from harness.config import GateConfig
 from harness.judge import gate
@@ -37,6 +38,10 @@ BASELINE = {
     },
     "seeds": SEEDS,
     "pairs": {"dialogue": {"mrr": MRR_PAIRS, "cosine": COSINE_PAIRS}},
+    "params": {"seed": 0, "numerics": "portable", "data": {"task": "dialogue"}},
+    "revision": "0123456789abcdef0123456789abcdef01234567",
+    "machine": {"cpu_model": "AMD EPYC", "cpu_flags": ["avx", "avx2", "fma", "avx512f"], "threads": 2,
+                "numerics": "portable", "torch_cpu_capability": "AVX2"},
 }
 
 
@@ -225,3 +230,89 @@ def test_a_mistyped_profile_is_refused_with_the_nearest_name_and_never_recorded(
     with pytest.raises(GateError, match="no baseline for profile 'translation'.*--profile translation --update"):
         run_gate(params, baseline, profile="translation")
     assert json.loads(baseline.read_text(encoding="utf-8")) == {"profiles": {"default": {}, "tiny": {}}}
+
+
+def test_peer_ratios_are_gated_on_the_machine_that_made_the_baseline_only():
+    """A peer ratio is a property of the hardware too: against a baseline from another CPU it is a report figure."""
+    name = "speed.train_own_vs_eager_reference"
+    slow = run(speed__train_own_vs_eager_reference=ratio(1.0))
+    assert verdicts(slow)[name] == "REGRESSION"  # same machine: gated
+    elsewhere = copy.deepcopy(BASELINE)
+    elsewhere["machine"]["cpu_model"] = "Another CPU"
+    checks = {c.metric: c for c in compare(elsewhere, slow, GATE)}
+    assert checks[name].verdict == "not gated here" and not checks[name].failed
+    assert "cpu_model: Another CPU -> AMD EPYC" in checks[name].detail
+    assert checks["dialogue.test.mrr"].verdict == "ok"  # everything else is judged as before
+
+
+def revision_speed(*values: float, spread: float = 0.05):
+    """A stand-in for timing the two revisions: each call returns the next of ``values`` for both phases."""
+    calls = []
+
+    def measure(revision: str) -> dict[str, RatioEstimate]:
+        calls.append(revision)
+        value = values[min(len(calls), len(values)) - 1]
+        return {phase: RatioEstimate(**ratio(value, spread)) for phase in ("forward", "train")}
+    return measure, calls
+
+
+def test_this_revisions_cube_against_the_baselines_regresses_only_when_a_second_measurement_agrees():
+    measure, calls = revision_speed(0.5, 0.5)  # a twofold slowdown, twice
+    checks, warnings = gate.revision_checks(RECORDED, GATE, measure)
+    assert [c.verdict for c in checks] == ["REGRESSION", "REGRESSION"] and len(calls) == 2 and not warnings
+    assert "0123456789ab" in checks[0].detail and "vs floor 0.70" in checks[0].detail
+    measure, calls = revision_speed(1.0)  # the same code: fine at once
+    checks, _ = gate.revision_checks(RECORDED, GATE, measure)
+    assert [c.verdict for c in checks] == ["ok", "ok"] and len(calls) == 1
+    measure, calls = revision_speed(0.5, 1.0, 1.0)  # one unlucky measurement does not fail the gate
+    checks, _ = gate.revision_checks(RECORDED, GATE, measure)
+    assert all(c.verdict != "REGRESSION" for c in checks)
+
+
+def test_without_the_baselines_revision_the_speed_is_not_judged_and_the_gate_says_why():
+    from harness.measure.revision_speed import RevisionUnavailable
+
+    def unavailable(revision: str) -> dict[str, RatioEstimate]:
+        raise RevisionUnavailable(f"the baseline's revision {revision[:12]} is not in /repo: this is a shallow clone")
+
+    checks, warnings = gate.revision_checks(RECORDED, GATE, unavailable)
+    assert [c.verdict for c in checks] == ["NOT JUDGED", "NOT JUDGED"] and not any(c.failed for c in checks)
+    assert "shallow clone" in warnings[0]
+    no_revision = RECORDED.model_copy(update={"revision": None})
+    checks, warnings = gate.revision_checks(no_revision, GATE, unavailable)
+    assert [c.verdict for c in checks] == ["NOT JUDGED", "NOT JUDGED"] and "make baseline" in warnings[0]
+
+
+def test_a_shallow_clone_lacks_the_baselines_revision_and_says_so(tmp_path):
+    import subprocess
+
+    from harness.measure.revision_speed import RevisionUnavailable, export_cube, head_revision
+
+    origin = tmp_path / "origin"
+    (origin / "cube").mkdir(parents=True)
+    def git(*args: str, cwd: Path = origin) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    (origin / "cube" / "a.py").write_text("OLD = 1\n")
+    git("add", "-A")
+    git("commit", "-qm", "old")
+    old = git("rev-parse", "HEAD")
+    (origin / "cube" / "a.py").write_text("NEW = 2\n")
+    assert head_revision(origin) is None  # cube/ changed and not committed: no revision to record
+    git("commit", "-qam", "new")
+    assert head_revision(origin) == git("rev-parse", "HEAD")
+    assert (export_cube(origin, old, tmp_path / "old") / "cube" / "a.py").read_text() == "OLD = 1\n"
+    git("clone", "-q", "--depth", "1", f"file://{origin}", str(tmp_path / "shallow"), cwd=tmp_path)
+    with pytest.raises(RevisionUnavailable, match="shallow clone.*--unshallow"):
+        export_cube(tmp_path / "shallow", old, tmp_path / "nowhere")
+
+
+def test_a_stale_baseline_is_named():
+    current = RunSnapshot.model_validate(BASELINE | {"params": {"seed": 0, "numerics": "native",
+                                                               "data": {"task": "dialogue", "languages": "deu-eng"}}})
+    found = gate.staleness(RECORDED, current)
+    assert any("without data.languages" in line for line in found)
+    assert any("numerics portable, this run under native" in line for line in found)
+    assert "make baseline" in found[-1]
+    assert gate.staleness(RECORDED, RECORDED) == []

@@ -168,10 +168,32 @@ def test_the_own_implementation_doing_its_work_twice_fails_the_gate(copy):
     status, output, verdicts = gate(copy)
     assert status == 1, output
     assert verdicts["work.counted_flops_forward"] == "REGRESSION" and verdicts["work.counted_flops_train"] == "REGRESSION"
+    # timed against the baseline revision's cube, in alternation on this machine, the twofold slowdown regresses
+    assert verdicts["speed.revision.forward"] == "REGRESSION" and verdicts["speed.revision.train"] == "REGRESSION", \
+        output
     # the timings against the independent peers see it too: regressed on a quiet machine; on a loaded one the
     # intervals may stay too wide to decide (inconclusive), but never all fine
-    speed = [verdict for name, verdict in verdicts.items() if name.startswith("speed.")]
+    speed = [verdict for name, verdict in verdicts.items() if name.startswith("speed.") and ".revision." not in name]
     assert len(speed) == 4 and set(speed) != {"ok"}, output
+
+
+def test_a_baseline_whose_peer_ratios_came_from_another_cpu_gates_none_of_them_and_passes(copy):
+    """Peer ratios that would all fail, recorded on "another CPU": not gated here; the code's own speed, timed here
+    against the baseline revision's, is."""
+    path = copy / "baseline.json"
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    tiny = stored["profiles"]["tiny"]
+    tiny["machine"]["cpu_model"] = "Another CPU with AVX-512"
+    for figure in tiny["metrics"].values():
+        if figure["kind"] == "speed":
+            figure["value"] = {key: value * 50 if key != "repeats" else value for key, value in figure["value"].items()}
+    path.write_text(json.dumps(stored), encoding="utf-8")
+    status, output, verdicts = gate(copy)
+    assert status == 0, output
+    peers = {name: verdict for name, verdict in verdicts.items() if name.startswith("speed.") and ".revision." not in name}
+    assert len(peers) == 4 and set(peers.values()) == {"not gated here"}, output
+    assert verdicts["speed.revision.forward"] in ("ok", "inconclusive"), output
+    assert verdicts["speed.revision.train"] in ("ok", "inconclusive"), output
 
 
 def test_a_retained_buffer_blowing_up_memory_fails_the_gate(copy):

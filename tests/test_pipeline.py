@@ -42,8 +42,8 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 
 def gate(repo: Path, baseline: Path) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "harness", "gate", "--profile", "tiny", "--baseline", str(baseline)], repo,
-               check=False)
+    return run([sys.executable, "-m", "harness", "gate", "--profile", "tiny", "--baseline", str(baseline),
+                "--code-repo", str(ROOT)], repo, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +139,11 @@ def test_gate_passes_on_the_unchanged_run_against_the_committed_baseline(repo):
     assert "| metric | kind | baseline | current | verdict | detail |" in result.stdout
     assert "gate passed" in result.stdout and "REGRESSION" not in result.stdout
     assert "Params that differ" not in result.stdout  # the committed baseline is this very profile's
+    assert "means compared" not in result.stdout and "WARNING" not in result.stdout  # pair by pair, not stale
+    shallow = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--is-shallow-repository"], capture_output=True,
+                             text=True).stdout.strip() == "true"
+    if not shallow:  # the speed verdict: this code's cube against the baseline revision's, timed here
+        assert "| speed.revision.train | speed |" in result.stdout and "NOT JUDGED" not in result.stdout
 
 
 def test_gate_without_a_baseline_for_the_profile_says_how_to_make_one(repo, tmp_path):

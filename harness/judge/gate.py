@@ -9,18 +9,23 @@
   tell from noise is reported as inconclusive with the fall named, not failed;
 - **exact**: figures no machine's load can move (parameters, analytic FLOPs, split sizes, the FLOPs torch counts the
   cube executing, the bytes it keeps for backward) must match, unless the params differ from the baseline's;
-- **speed**: the cube against the peers with code of their own (conv3d and eager references), as a ratio with its
-  interval, against the baseline's ratio less ``gate.speed_ratio_drop``: regressed, fine or inconclusive. Ratios
-  vary more between processes than within one, so the gate times the peers again in its own process and a
-  regression stands only when both agree; an undecided ratio is timed up to ``gate.speed_remeasure`` more times,
-  and one that stays undecided is reported as inconclusive, never a failure by itself;
+- **speed**: this revision's cube against the baseline revision's cube, both timed on this machine in alternation
+  (``harness/measure/revision_speed.py``), as a ratio with its interval against ``1 - gate.revision_speed_drop``:
+  regressed, fine or inconclusive. A regression stands only when a second measurement agrees; an undecided ratio is
+  timed up to ``gate.speed_remeasure`` more times. Where the baseline's revision is not in the repository (a shallow
+  clone) the speed is not judged, and the gate says so. The cube against its independent peers (conv3d and eager
+  references) is a property of the hardware as much as of the code: those ratios are gated, against the baseline's
+  less ``gate.speed_ratio_drop`` and confirmed by a second process, only when the baseline was made on the same
+  machine (CPU model, flags, threads, numerics); elsewhere they are report figures;
 - **memory**: each phase's peak of live tensor bytes (an exact count, the same in every identical run) and, on a
   GPU, torch's allocator peak may grow by ``gate.memory_increase`` plus ``gate.memory_slack_mib`` at most. The host
   process's resident peak moves by tens of percent between identical runs, so it is reported, never gated;
 - **reliability**: every drill the reliability stage ran passed.
 
 A non-finite figure is always a regression. Baselines are kept per named profile (``default``, ``tiny``); a run
-whose params differ from its profile's is still judged, with the differing params listed beside the table.
+whose params differ from its profile's is still judged, with the differing params listed beside the table. A stale
+baseline (recorded under a params schema that lacks keys this one has, under other numerics, or without the revision
+and machine it was made on) is named loudly above the table.
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ from harness.config import GateConfig, Params
 from harness.judge import paired
 from harness.measure import peer_probe
 from harness.measure.peer_ratios import INDEPENDENT_PEERS
+from harness.measure.phases import PHASES
 from harness.store.results import (
     Bench,
     Evaluation,
     GateBaselines,
     GatedFigure,
+    Machine,
     Reliability,
     RunSnapshot,
     SchemaError,
@@ -59,8 +66,10 @@ FAMILY_ERROR = 0.05  # chance that an unchanged recipe fails any quality check, 
 GATED_MEMORY = ("tensor_peak_mib", "cuda_max_allocated_mib")  # exact or allocator counts, not the host's resident peak
 SPLIT_SECTIONS = ("seed", "data", "teacher")  # equal in both runs: the same test pairs, comparable pair by pair
 UNGATED_SECTIONS = ("gate",)
-OK, IMPROVED, CHANGED, INCONCLUSIVE, REGRESSION, MISSING, NEW = (
-    "ok", "improved", "changed with params", "inconclusive", "REGRESSION", "missing", "new")
+OK, IMPROVED, CHANGED, INCONCLUSIVE, REGRESSION, MISSING, NEW, NOT_GATED, NOT_JUDGED = (
+    "ok", "improved", "changed with params", "inconclusive", "REGRESSION", "missing", "new", "not gated here",
+    "NOT JUDGED")
+REVISION_SPEED = "speed.revision"  # + ".<phase>": this revision's cube speed over the baseline revision's
 
 
 class GateError(RuntimeError):
@@ -110,7 +119,8 @@ def snapshot(evaluation: Evaluation, seed_runs: dict[str, SeedRun], bench: Bench
                     kind="memory", value=getattr(row, measured))
     pairs = {stage: {measure: [seed_runs[seed].test_pairs[cube_model(stage)][measure] for seed in seeds]
                      for measure in QUALITY_TOLERANCE} for stage in evaluation.stages}
-    return RunSnapshot(metrics=metrics, seeds=[int(seed) for seed in seeds], pairs=pairs)
+    return RunSnapshot(metrics=metrics, seeds=[int(seed) for seed in seeds], pairs=pairs,
+                       machine=bench.doctor.cpu.fingerprint())
 
 
 def _finite(value: Any) -> bool:
@@ -177,14 +187,21 @@ def judge(metric: str, kind: str, baseline: Any, current: Any, gate: GateConfig,
 def compare(baseline: RunSnapshot, current: RunSnapshot, gate: GateConfig, params_differ: bool = False,
             same_split: bool = True) -> list[Check]:
     """Every baseline metric judged against this run's; metrics only this run has are listed as new. Per-pair scores
-    are compared when both runs scored the same test split under the same seeds."""
+    are compared when both runs scored the same test split under the same seeds; peer speed ratios when both were
+    measured on the same machine."""
     checks = []
+    other_machine = machine_differences(baseline.machine, current.machine)
     same_seeds = baseline.seeds == current.seeds
     quality = sum(figure.kind == "quality" for figure in baseline.metrics.values())
     for metric, recorded in baseline.metrics.items():
         now = current.metrics.get(metric)
         if now is None:
             checks.append(Check(metric, recorded.kind, recorded.value, None, MISSING))
+            continue
+        if recorded.kind == "speed" and other_machine:
+            checks.append(Check(metric, recorded.kind, recorded.value, now.value, NOT_GATED,
+                                f"a peer ratio depends on the hardware, and the baseline's was measured on another "
+                                f"machine ({'; '.join(other_machine)}): a report figure here"))
             continue
         stage = metric.split(".", 1)[0]
         pairs = (None, None)
@@ -196,6 +213,13 @@ def compare(baseline: RunSnapshot, current: RunSnapshot, gate: GateConfig, param
     checks += [Check(m, figure.kind, None, figure.value, NEW) for m, figure in current.metrics.items()
                if m not in baseline.metrics]
     return checks
+
+
+def machine_differences(baseline: Machine | None, current: Machine | None) -> list[str]:
+    """How the machine a baseline's speed figures came from differs from this run's (unknown counts as different)."""
+    if baseline is None or current is None:
+        return ["the baseline records no machine"]
+    return baseline.differences(current)
 
 
 def settle(verdicts: list[str]) -> str:
@@ -231,6 +255,67 @@ def confirm_speed(checks: list[Check], baseline: RunSnapshot, gate: GateConfig,
             latest[metric] = Check(metric, "speed", recorded, value, settle(speed[metric]),
                                    f"{detail}; verdicts of {len(speed[metric])} processes: {', '.join(speed[metric])}")
     return [latest.get(c.metric, c) for c in checks]
+
+
+def judge_revision(estimate: paired.RatioEstimate, gate: GateConfig) -> tuple[str, str]:
+    floor = 1.0 - gate.revision_speed_drop
+    verdict = estimate.against(floor)
+    detail = f"{estimate.ratio:.2f} [{estimate.low:.2f}, {estimate.high:.2f}] vs floor {floor:.2f}"
+    return {paired.REGRESSED: REGRESSION, paired.FINE: OK}.get(verdict, INCONCLUSIVE), detail
+
+
+def revision_checks(baseline: RunSnapshot, gate: GateConfig,
+                    measure: Callable[[str], dict[str, paired.RatioEstimate]]) -> tuple[list[Check], list[str]]:
+    """This revision's cube against the baseline revision's, timed here (``measure(revision)``: per phase, this one's
+    speed over the baseline's). A regression stands when a second measurement agrees; an undecided ratio is timed up
+    to ``gate.speed_remeasure`` more times. Where the baseline's code cannot be had, the checks say so (not judged)
+    and a warning says why."""
+    metrics = [f"{REVISION_SPEED}.{phase}" for phase in PHASES]
+    if baseline.revision is None:
+        why = ("the baseline records no revision (recorded by an older gate, or from uncommitted cube/ code), so its "
+               "code cannot be timed here; re-record it with `make baseline` after committing cube/")
+        return [Check(m, "speed", None, None, NOT_JUDGED, "no baseline revision") for m in metrics], [why]
+    seen: dict[str, list[str]] = {m: [] for m in metrics}
+    latest: dict[str, Check] = {}
+    for attempt in range(gate.speed_remeasure + 1):
+        pending = [m for m, verdicts in seen.items()
+                   if attempt == 0 or verdicts == [REGRESSION] or settle(verdicts) == INCONCLUSIVE]
+        if not pending:
+            break
+        try:
+            ratios = measure(baseline.revision)
+        except RuntimeError as error:  # the revision is not here (a shallow clone) or its cube would not run
+            why = f"this revision's cube speed is not judged: {error}"
+            if latest:
+                return [latest[m] for m in metrics], [why]
+            return [Check(m, "speed", None, None, NOT_JUDGED, str(error)[:300]) for m in metrics], [why]
+        for metric in pending:
+            value = ratios[metric.rsplit(".", 1)[-1]]
+            verdict, detail = judge_revision(value, gate)
+            seen[metric].append(verdict)
+            latest[metric] = Check(metric, "speed", 1.0, value, settle(seen[metric]),
+                                   f"this revision's cube speed over {baseline.revision[:12]}'s, both timed here: "
+                                   f"{detail}; verdicts of {len(seen[metric])} measurement(s): "
+                                   f"{', '.join(seen[metric])}")
+    return [latest[m] for m in metrics], []
+
+
+def staleness(baseline: RunSnapshot, current: RunSnapshot) -> list[str]:
+    """Why a baseline no longer describes runs of this code: a params schema without keys this one has (the split
+    then counts as different, and quality falls back to means), other numerics, no revision or machine recorded."""
+    old = _flatten({k: v for k, v in baseline.params.items() if k not in UNGATED_SECTIONS})
+    new = _flatten({k: v for k, v in current.params.items() if k not in UNGATED_SECTIONS})
+    found = []
+    absent = sorted(key for key in new if key not in old)
+    if absent:
+        found.append(f"the baseline was recorded under a params schema without {', '.join(absent)}: settings it "
+                     "cannot have compared, so its split and figures may not be this code's")
+    if old.get("numerics") != new.get("numerics"):
+        found.append(f"the baseline was recorded under numerics {old.get('numerics', '(unpinned: native)')}, this run "
+                     f"under {new.get('numerics')}: its figures differ in the last bits from this run's")
+    if baseline.machine is None:
+        found.append("the baseline records no machine fingerprint, so its peer speed ratios are not gated")
+    return found + (["re-record it (`make baseline`, then commit reports/baseline.json)"] if found else [])
 
 
 def reliability_checks() -> list[Check]:
@@ -326,6 +411,20 @@ def current_snapshot(params: Params) -> RunSnapshot:
                         "`dvc repro` first") from None
 
 
+def measure_revision(params: Params, baseline: RunSnapshot, code_repo: Path,
+                     revision: str) -> dict[str, paired.RatioEstimate]:
+    """Per phase, this revision's cube speed over ``revision``'s, timed here with the baseline's cube settings."""
+    from cube.device import choose_device
+    from harness.measure.revision_speed import measure_revision_speed
+    from harness.store.results import read_card
+
+    dim = read_card(paths.EMBEDDED / "card.json").dim
+    device = choose_device(params.train.device).device
+    settings = baseline.params.get("cube") or params.to_dict()["cube"]
+    return measure_revision_speed(revision, code_repo, dim, settings, params.bench.peer_batch_size,
+                                  params.gate.revision_rounds, seed=params.seed, device=str(device)).ratios
+
+
 def measure_speed_again(params: Params) -> dict[str, paired.RatioEstimate]:
     """The gated peers timed again in this process."""
     return {name: paired.RatioEstimate.model_validate(value) for name, value in peer_probe.measure(params).items()}
@@ -359,6 +458,7 @@ class GateVerdict:
     params_differences: list[str]
     seeds: int
     recorded: int | None = None
+    warnings: tuple[str, ...] = ()  # a stale baseline, a speed not judged, a baseline recorded without its revision
 
     @property
     def failed(self) -> list[Check]:
@@ -370,32 +470,49 @@ class GateVerdict:
 
 
 def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "default", update: bool = False,
-             remeasure: bool = True) -> GateVerdict:
-    """This run against the profile's baseline; with ``update`` it then becomes that baseline (and passes)."""
+             remeasure: bool = True, code_repo: Path | None = None, revision: str | None = None) -> GateVerdict:
+    """This run against the profile's baseline; with ``update`` it then becomes that baseline (and passes).
+
+    ``code_repo``: the git repository the baseline's revision is looked up in (default: this one); ``revision``: the
+    commit whose ``cube/`` made this run, recorded with ``update`` (default: this repository's HEAD, when its cube/ has
+    no uncommitted change)."""
+    from harness.measure.revision_speed import head_revision
+
     baseline_path = baseline_path or Path(params.gate.baseline)
+    code_repo = code_repo or Path.cwd()
     stored = read_baselines(baseline_path)
     recorded = stored.profiles.get(profile)
     if recorded is None:
         check_profile_name(profile, baseline_path, list(stored.profiles), update)
     current = current_snapshot(params).model_copy(update={"params": params.to_dict()})
-    checks, differences = None, []
+    checks, differences, warnings = None, [], []
     if recorded is not None:
+        warnings += staleness(recorded, current)
         differences = params_differences(recorded.params, current.params)
         same_split = all(recorded.params.get(s) == current.params.get(s) for s in SPLIT_SECTIONS)
         checks = compare(recorded, current, params.gate, bool(differences), same_split)
         if remeasure:
             checks = confirm_speed(checks, recorded, params.gate, lambda: measure_speed_again(params))
+            code_checks, why = revision_checks(
+                recorded, params.gate, lambda rev: measure_revision(params, recorded, code_repo, rev))
+            checks += code_checks
+            warnings += why
         checks += reliability_checks()
     written = None
     if update:
+        revision = revision or head_revision(Path.cwd())
+        if revision is None:
+            warnings.append("cube/ has uncommitted changes (or this is not a git checkout): the baseline records no "
+                            "revision, so later gates cannot time its code; commit cube/ and record it again")
         if remeasure:  # a baseline ratio from two processes, not one process's luck
             again = measure_speed_again(params)
             current = current.model_copy(update={"metrics": {
                 metric: figure if figure.kind != "speed" else
                 GatedFigure(kind="speed", value=pooled(figure.value, again[metric.removeprefix("speed.")]))
                 for metric, figure in current.metrics.items()}})
+        current = current.model_copy(update={"revision": revision})
         stored = GateBaselines(profiles=stored.profiles | {profile: current})
         # per-pair scores of every seed: one line per profile's pairs, the rest indented for reading in a diff
         atomic.write_text(baseline_path, _baseline_text(stored))
         written = len(current.metrics)
-    return GateVerdict(profile, baseline_path, checks, differences, len(current.seeds), written)
+    return GateVerdict(profile, baseline_path, checks, differences, len(current.seeds), written, tuple(warnings))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 from typing import Any
 
 import psutil
 import torch
 
+from cube import numerics
 from cube.device import CudaProbe, choose_device, compatibility_problem, probe_cuda
 from harness.measure.nvml import nvml_devices
 
@@ -28,12 +28,19 @@ def diagnose(requested: str, probe: CudaProbe | None = None) -> dict[str, Any]:
             for gpu in probe.gpus
         ],
         "nvml": nvml_devices(),
-        "cpu": {"model": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(),
-                "torch_threads": torch.get_num_threads(), "memory_total_gib": psutil.virtual_memory().total / 2**30},
+        "cpu": cpu_found(),
         "requested_device": requested,
         "chosen_device": str(choice.device),
         "reason": choice.reason,
     }
+
+
+def cpu_found() -> dict[str, Any]:
+    """The CPU and the numerics in force: what the machine fingerprint of a speed figure is made of."""
+    found = numerics.describe()
+    return {"model": found["cpu_model"], "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "memory_total_gib": psutil.virtual_memory().total / 2**30, "flags": found["cpu_flags"],
+            "numerics": found["mode"], "pins": found["pins"], "torch_cpu_capability": found["torch_cpu_capability"]}
 
 
 def format_report(found: dict[str, Any]) -> str:
@@ -56,5 +63,8 @@ def format_report(found: dict[str, Any]) -> str:
     cpu = found["cpu"]
     lines.append(f"CPU: {cpu['model']}, {cpu['logical_cpus']} logical CPUs, torch uses {cpu['torch_threads']} threads, "
                  f"{cpu['memory_total_gib']:.1f} GiB RAM")
+    lines.append(f"CPU flags that matter: {' '.join(cpu['flags']) or '(none reported)'}; numerics {cpu['numerics']}, "
+                 f"torch's CPU capability {cpu['torch_cpu_capability']}, pins "
+                 f"{' '.join(f'{k}={v}' for k, v in cpu['pins'].items()) or 'none'}")
     lines.append(f"device '{found['requested_device']}' -> {found['chosen_device']} ({found['reason']})")
     return "\n".join(lines)

@@ -29,6 +29,8 @@ def markdown(checks: list[Check]) -> str:
 
 def render(verdict: GateVerdict) -> str:
     text = f"Gate against {verdict.baseline_path}, profile {verdict.profile!r}"
+    if verdict.warnings:
+        text += "\n\n" + "\n".join(f"WARNING: {warning}" for warning in verdict.warnings)
     if verdict.checks is not None:
         checks, failed = verdict.checks, verdict.failed
         differences = verdict.params_differences

@@ -32,6 +32,7 @@ from harness.store.results import (
     Evaluation,
     MeanStd,
     ModelSummary,
+    NumericsCost,
     Peers,
     Reliability,
     Roofline,
@@ -263,6 +264,7 @@ def _page(inputs: ReportInputs) -> dict[str, Any]:
         "tails_left_out": [name for name, _, needed in TAIL_PERCENTILES if bench.repeats < needed],
         "memory_table": _memory_table(bench), "peer_table": _peer_table(bench.peers),
         "ratio_table": ratio_table(bench.peers, bench.targets, bench.device), "peer_label": peer_label,
+        "numerics_cost_table": _numerics_cost_table(bench.numerics_cost),
         "compile_times": ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in bench.peers.compile_seconds.items()),
         "targets_table": targets_table(bench.targets), "roofline_table": _roofline_table(bench.roofline),
         "above_roofline": max(bench.roofline.forward.fraction_of_roofline, bench.roofline.train.fraction_of_roofline) > 1,
@@ -289,6 +291,16 @@ def _rivals_table(comparisons: dict[str, dict[str, PairedDifference]], models: d
     return _table(["rival", "its test MRR", "cube - rival", "95% interval", "verdict", "its parameters"], rows)
 
 
+def _numerics_rows(found: dict[str, Any]) -> list[list[Any]]:
+    pins = ", ".join(f"`{name}={value}`" for name, value in found["pins"].items()) or "none (each library chooses)"
+    words = ("portable: torch's CPU code paths pinned, so these figures recompute to the bit on any x86-64 CPU with "
+             "AVX2" if found["mode"] == "portable" else
+             "native: this CPU's own code paths; the figures reproduce on this kind of CPU only")
+    return [["numerics", words], ["pins in force", pins], ["torch CPU capability", found["torch_cpu_capability"]],
+            ["CPU model", found["cpu_model"]], ["CPU flags that decide the code paths", " ".join(found["cpu_flags"])],
+            ["GPU numerics", found["gpu"]]]
+
+
 def _provenance_table(origin: dict[str, Any]) -> str:
     return _table(["item", "value"], [
         ["git revision", origin["git_revision"]], ["params hash (sha256)", origin["params_hash"]],
@@ -296,6 +308,7 @@ def _provenance_table(origin: dict[str, Any]) -> str:
         ["deterministic algorithms (train.deterministic)", "on" if origin["deterministic_algorithms"] else "off"],
         ["device", origin["device"]], ["why this device", origin["device_reason"]],
         ["cpu threads", origin["cpu_threads"]],
+        *_numerics_rows(origin["numerics"]),
         *[[name, version] for name, version in origin["libraries"].items()],
         ["written at (UTC)", origin["written_at"]],
     ])
@@ -408,6 +421,18 @@ def ratio_table(peers: Peers, targets: list[SpeedTarget], device: str) -> str:
                   [[name.replace("_", " "), f"{value.ratio:.2f}", f"[{value.low:.2f}, {value.high:.2f}]",
                     goals[name].goal + f" ({here.upper()})" if name in goals else "-",
                     _met(goals[name].met) if name in goals else "-"] for name, value in peers.speed_ratios.items()])
+
+
+def _numerics_cost_table(cost: NumericsCost | None) -> str:
+    if cost is None or not cost.measured:
+        return ""
+    rows = []
+    for point, value in cost.portable_speed_over_native.items():
+        phase, batch = point.split("@")
+        verdict = ("portable slower" if value.high < 1 else "portable faster" if value.low > 1 else
+                   "no significant difference")
+        rows.append([phase, batch, f"{value.ratio:.3f}", f"[{value.low:.3f}, {value.high:.3f}]", verdict])
+    return _table(["phase", "batch", "portable speed / native speed", "95% interval", "verdict"], rows)
 
 
 def targets_table(targets: list[SpeedTarget]) -> str:

@@ -25,6 +25,7 @@ from harness.config import Params
 from harness.judge.targets import TARGET_BATCH, speed_targets
 from harness.measure import memory_probe, peer_probe
 from harness.measure.doctor import diagnose
+from harness.measure.numerics_cost import measure_numerics_cost
 from harness.measure.peer_ratios import measure_peers
 from harness.measure.phases import PHASES, batch_inputs, measure_phase, phases
 from harness.measure.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
@@ -97,6 +98,8 @@ def run_bench(params: Params) -> Bench:
         log.info("the independent peers again, in a process of their own")
         second_process = peer_probe.probe(params_file)
     work = work_per_sample(model, dim, device)
+    log.info("the cube under portable and native numerics, in alternation")
+    cost = measure_numerics_cost(params, dim, device.type)
 
     log.info("device peaks and roofline")
     peak_flops, bandwidth = measure_matmul_flops(device), measure_copy_bandwidth(device)
@@ -123,6 +126,7 @@ def run_bench(params: Params) -> Bench:
     }
     result["second_process_speed_ratios"] = second_process
     result["targets"] = speed_targets(result, [second_process])
+    result["numerics_cost"] = cost
     typed = write_result(paths.BENCH_METRICS, result, Bench)
     write_speed_headline(result["rows"], params.bench.peer_batch_size)
     return typed

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from cube import numerics
 from cube.device import DeviceChoice
 from harness.config import Params
 
@@ -48,8 +49,8 @@ def provenance(params: Params, device: DeviceChoice) -> dict[str, Any]:
         "deterministic_algorithms": params.train.deterministic,
         "device": str(device.device),
         "device_reason": device.reason,
-        "cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),
+        "numerics": numerics.describe(),
         "libraries": library_versions(),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

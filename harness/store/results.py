@@ -309,6 +309,29 @@ class CpuFound(Strict):
     logical_cpus: int
     torch_threads: int
     memory_total_gib: Number
+    flags: list[str] = []  # the instruction-set flags that decide torch's code paths (cube/numerics.py)
+    numerics: str = ""  # portable | native
+    pins: dict[str, str] = {}
+    torch_cpu_capability: str = ""
+
+    def fingerprint(self) -> Machine:
+        return Machine(cpu_model=self.model, cpu_flags=self.flags, threads=self.torch_threads,
+                       numerics=self.numerics, torch_cpu_capability=self.torch_cpu_capability)
+
+
+class Machine(Strict):
+    """What a speed figure depends on besides the code: the CPU model, its flags, the threads and the numerics. Peer
+    ratios are gated only against a baseline made on the same machine."""
+
+    cpu_model: str
+    cpu_flags: list[str]
+    threads: int
+    numerics: str
+    torch_cpu_capability: str
+
+    def differences(self, other: Machine) -> list[str]:
+        return [f"{name}: {getattr(self, name)} -> {getattr(other, name)}" for name in type(self).model_fields
+                if getattr(self, name) != getattr(other, name)]
 
 
 class Doctor(Strict):
@@ -333,6 +356,16 @@ class SpeedHeadline(Strict):
     train_samples_per_s: Number
 
 
+class NumericsCost(Strict):
+    """The cube under portable and native numerics, timed in alternation: portable's speed over native's."""
+
+    measured: bool
+    reason: str = ""  # why not measured
+    rounds: int = 0
+    in_force: str = ""  # the numerics of the bench's own figures
+    portable_speed_over_native: dict[str, RatioEstimate] = {}  # "<phase>@<batch>" -> ratio (below 1: portable slower)
+
+
 class Bench(Result):
     """``metrics/bench.json``: speed, memory, peers, roofline and scaling, all measured in one run."""
 
@@ -355,6 +388,7 @@ class Bench(Result):
     scaling: Scaling
     peak_rss_mib: Number
     targets: list[SpeedTarget]
+    numerics_cost: NumericsCost | None = None
 
 
 # ---------------------------------------------------------------- reliability
@@ -420,6 +454,8 @@ class RunSnapshot(Strict):
     seeds: list[int] = []
     pairs: dict[str, dict[str, list[list[Number]]]] = {}  # stage -> measure -> one row of per-pair scores per seed
     params: dict[str, Any] = {}
+    revision: str | None = None  # the commit whose cube/ made the run: the gate times its cube against this one's
+    machine: Machine | None = None  # where its speed figures were measured: peer ratios gate only on the same
 
 
 class GateBaselines(Strict):

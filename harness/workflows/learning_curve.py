@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import yaml
 
-from cube import atomic, baselines, rivals
+from cube import atomic, baselines, numerics, rivals
 from cube.device import set_determinism
 from cube.embedded import EmbeddedData, build_embedded_data, embed_split
 from cube.pairs import unique_sentences
@@ -252,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=14000, help="pairs drawn from the task (data.max_pairs)")
     parser.add_argument("--val", type=float, default=0.05, help="validation fraction of the pool's groups")
     parser.add_argument("--test", type=float, default=0.19, help="test fraction of the pool's groups")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="torch CPU threads (fixed, so a re-run computes the same bits)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: the numerics' count, 2 when portable; another count adds "
+                             "floats in another order, so only with numerics: native)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "learning_curve")
     args = parser.parse_args(argv)
     if not args.profile.is_file():
@@ -262,9 +263,19 @@ def main(argv: list[str] | None = None) -> int:
     if sorted(set(args.sizes)) != args.sizes or min(args.sizes) < 1:
         print(f"error: --sizes must be positive and increasing, got {args.sizes}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
-    began = time.perf_counter()
     params = curve_params(args.profile, args.pool, args.val, args.test)
+    if params.numerics != numerics.in_force():
+        print(f"error: {args.profile} asks for numerics {params.numerics}, and this process runs under "
+              f"{numerics.in_force()} (from params.yaml); set numerics in params.yaml instead", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        if params.numerics == "portable" and args.threads != numerics.PORTABLE_THREADS:
+            print(f"error: --threads {args.threads} under portable numerics, which pin {numerics.PORTABLE_THREADS}: "
+                  "the figures would not recompute elsewhere; leave --threads out or set numerics: native",
+                  file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+    began = time.perf_counter()
     summary = summarise(run(params, args.sizes, args.seeds), args.sizes, args.seeds)
     wall = time.perf_counter() - began
     command = ("python -m harness learning-curve " + str(args.profile) + " --sizes " + " ".join(map(str, args.sizes))

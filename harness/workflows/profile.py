@@ -28,6 +28,7 @@ import yaml
 
 from cube import atomic
 from harness import paths
+from harness.measure.revision_speed import head_revision
 from harness.store.provenance import git_revision
 
 ROOT = paths.REPO
@@ -161,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
 def gate(clone: Path, name: str, update: bool) -> int:
     """The regression gate on the clone's run against this checkout's baseline named ``name``; its exit status."""
     command = [sys.executable, "-m", "harness", "gate", "--profile", name, "--baseline",
-               str(ROOT / "reports" / "baseline.json"), *(["--update"] if update else [])]
+               str(ROOT / "reports" / "baseline.json"), "--code-repo", str(ROOT)]
+    if update:
+        command.append("--update")
+        revision = head_revision(ROOT)  # the clone's cube/ is this checkout's: HEAD's, when nothing in it changed
+        if revision:
+            command += ["--revision", revision]
     result = run(command, clone, check=False)
     print(result.stdout + result.stderr)
     return result.returncode
