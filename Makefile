@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup repro test test-fast lint sweep compare clean git-identity doctor gate gate-tiny baseline bench-save bench-compare \
+.PHONY: setup repro test test-fast test-nightly lint sweep compare clean git-identity doctor gate gate-tiny baseline bench-save bench-compare \
 	image-cpu image-cuda container-check container-check-cuda check-cuda-wheel gpu-check plots-check
 
 setup: $(BIN)/activate git-identity
@@ -42,11 +42,17 @@ compare:
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
+# every test but those marked nightly (another test in this run covers each; their docstrings say which); the
+# slowest 25 are listed at the end
 test:
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not nightly" --durations=25
 
 test-fast:
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not nightly"
+
+# the nightly tests alone (`make test` and this together: the whole suite)
+test-nightly:
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m nightly --durations=25
 
 # the regression gate on the default run's metrics (after `make repro`)
 gate:

@@ -105,9 +105,14 @@ print(len(rows))
 """
 
 
+@pytest.mark.nightly
 def test_teacher_embeddings_nudged_by_one_ulp_pass_the_gate(copy, tiny):
-    """Float noise in the inputs (another CPU, BLAS or torch) makes other trajectories of the same recipe: the gate,
-    judging the recipe over its seeds, must let it through."""
+    """Float noise in the inputs (another BLAS or torch) makes other trajectories of the same recipe: the gate,
+    judging the recipe over its seeds, must let it through.
+
+    Nightly: in `make test`, test_other_trajectories_of_the_same_recipe_pass_where_one_seed_against_one_would_fail
+    (tests/test_gate.py) judges the same kind of spread between trajectories, and the portable numerics keep another
+    CPU from making it."""
     before = (copy / "data/embedded/embeddings.safetensors").read_bytes()
     run([sys.executable, "-c", NUDGE_ONE_ULP], copy)
     for command in (["datasets"], ["train", "autoencoder"], ["train", "dialogue"], ["train", "optimized"],

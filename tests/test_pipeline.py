@@ -198,9 +198,14 @@ print(cache.stats.encoded)
 """
 
 
+@pytest.mark.nightly
 def test_an_empty_cache_and_one_filled_in_another_order_give_the_same_embeddings_so_nothing_after_reruns(repo):
     """The cache refilled in other chunks mixed with strangers: the datasets stage, forced, writes the same bits, so
-    DVC finds every stage after it (training, evaluation, report) up to date: the evaluation stands unchanged."""
+    DVC finds every stage after it (training, evaluation, report) up to date: the evaluation stands unchanged.
+
+    Nightly: in `make test`, tests/test_teachers.py::test_an_embedding_is_the_same_bits_whatever_it_is_encoded_with
+    checks the same property on the teacher itself, and tests/test_portability.py runs the pipeline with a fresh cache
+    and requires the tiny run's figures to the bit."""
     def embedded_hash() -> str:
         outs = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["datasets"]["outs"]
         return next(out["md5"] for out in outs if out["path"] == "data/embedded")
@@ -390,9 +395,13 @@ def test_dvc_plots_show_renders_every_plot_offline(repo):
     assert cdn.returncode == 1 and "FAILED: 0 of" in cdn.stdout
 
 
+@pytest.mark.nightly
 def test_dvc_exp_run_switches_the_task_with_one_setting(repo):
     """`-S data.task=translation`: the same pipeline maps German words to English ones, drawn from FreeDict, split by
-    target lemma; the experiment runs apart from the workspace, which keeps its dialogue results."""
+    target lemma; the experiment runs apart from the workspace, which keeps its dialogue results.
+
+    Nightly: in `make test`, test_exp_run_with_a_changed_value_is_listed_by_exp_show runs `dvc exp run -S` through the
+    same pipeline, and tests/test_pairs.py and tests/test_dictionaries.py build the translation task's pairs."""
     before = (repo / "metrics/evaluate.json").read_text()
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "before the task switch"], repo, check=False)

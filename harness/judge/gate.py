@@ -70,6 +70,7 @@ OK, IMPROVED, CHANGED, INCONCLUSIVE, REGRESSION, MISSING, NEW, NOT_GATED, NOT_JU
     "ok", "improved", "changed with params", "inconclusive", "REGRESSION", "missing", "new", "not gated here",
     "NOT JUDGED")
 REVISION_SPEED = "speed.revision"  # + ".<phase>": this revision's cube speed over the baseline revision's
+SAME_SPEED = paired.RatioEstimate(ratio=1.0, low=1.0, high=1.0, repeats=0)  # the baseline revision's, over itself
 
 
 class GateError(RuntimeError):
@@ -162,7 +163,11 @@ def judge_quality(metric: str, baseline: float, current: float, baseline_pairs: 
 
 
 def judge_speed(baseline: paired.RatioEstimate, estimate: paired.RatioEstimate, gate: GateConfig) -> tuple[str, str]:
-    floor = baseline.ratio * (1.0 - gate.speed_ratio_drop)
+    return against_floor(estimate, baseline.ratio * (1.0 - gate.speed_ratio_drop))
+
+
+def against_floor(estimate: paired.RatioEstimate, floor: float) -> tuple[str, str]:
+    """A speed ratio's verdict against the lowest ratio allowed, with its interval for the table."""
     verdict = estimate.against(floor)
     detail = f"{estimate.ratio:.2f} [{estimate.low:.2f}, {estimate.high:.2f}] vs floor {floor:.2f}"
     return {paired.REGRESSED: REGRESSION, paired.FINE: OK}.get(verdict, INCONCLUSIVE), detail
@@ -257,13 +262,6 @@ def confirm_speed(checks: list[Check], baseline: RunSnapshot, gate: GateConfig,
     return [latest.get(c.metric, c) for c in checks]
 
 
-def judge_revision(estimate: paired.RatioEstimate, gate: GateConfig) -> tuple[str, str]:
-    floor = 1.0 - gate.revision_speed_drop
-    verdict = estimate.against(floor)
-    detail = f"{estimate.ratio:.2f} [{estimate.low:.2f}, {estimate.high:.2f}] vs floor {floor:.2f}"
-    return {paired.REGRESSED: REGRESSION, paired.FINE: OK}.get(verdict, INCONCLUSIVE), detail
-
-
 def revision_checks(baseline: RunSnapshot, gate: GateConfig,
                     measure: Callable[[str], dict[str, paired.RatioEstimate]]) -> tuple[list[Check], list[str]]:
     """This revision's cube against the baseline revision's, timed here (``measure(revision)``: per phase, this one's
@@ -291,9 +289,9 @@ def revision_checks(baseline: RunSnapshot, gate: GateConfig,
             return [Check(m, "speed", None, None, NOT_JUDGED, str(error)[:300]) for m in metrics], [why]
         for metric in pending:
             value = ratios[metric.rsplit(".", 1)[-1]]
-            verdict, detail = judge_revision(value, gate)
+            verdict, detail = against_floor(value, 1.0 - gate.revision_speed_drop)
             seen[metric].append(verdict)
-            latest[metric] = Check(metric, "speed", 1.0, value, settle(seen[metric]),
+            latest[metric] = Check(metric, "speed", SAME_SPEED, value, settle(seen[metric]),
                                    f"this revision's cube speed over {baseline.revision[:12]}'s, both timed here: "
                                    f"{detail}; verdicts of {len(seen[metric])} measurement(s): "
                                    f"{', '.join(seen[metric])}")
