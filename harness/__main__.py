@@ -146,7 +146,7 @@ def cmd_gate(params: Params, args: argparse.Namespace) -> None:
     from harness.render.gate_report import render
 
     verdict = run_gate(params, args.baseline, profile=args.profile, update=args.update, code_repo=args.code_repo,
-                       revision=args.revision)
+                       revision=args.revision, remeasure=not args.skip_timing)
     print(render(verdict))
     if not verdict.passed:
         raise GateFailed()
@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--code-repo", type=Path, default=None,
                              help="git repository holding the baseline's revision, whose cube is timed against this "
                                   "one's (default: this repository)")
+            sub.add_argument("--skip-timing", action="store_true",
+                             help="time nothing: peer ratios judged on the bench's own process only, this revision's "
+                                  "cube speed not judged (a quick look at quality and exact figures)")
             sub.add_argument("--revision", default=None,
                              help="with --update: the commit whose cube/ made this run (default: HEAD, when cube/ "
                                   "has no uncommitted change)")

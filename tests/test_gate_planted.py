@@ -61,9 +61,11 @@ def set_param(repo: Path, dotted: str, value: object) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
-def gate(repo: Path) -> tuple[int, str, dict[str, str]]:
-    """Exit status, output and each metric's verdict from the table."""
-    result = harness("gate", "--profile", "tiny", "--baseline", "baseline.json", cwd=repo, check=False)
+def gate(repo: Path, timing: bool = True) -> tuple[int, str, dict[str, str]]:
+    """Exit status, output and each metric's verdict from the table; ``timing`` False for a plant that only quality
+    or exact figures can see (nothing is timed again)."""
+    skip = [] if timing else ["--skip-timing"]
+    result = harness("gate", "--profile", "tiny", "--baseline", "baseline.json", *skip, cwd=repo, check=False)
     verdicts = {}
     for line in result.stdout.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
@@ -130,7 +132,7 @@ def test_a_stage_trained_with_lr_0_fails_the_gate(copy):
     for command in (["check"], ["train", "advanced"], ["seeds"], ["evaluate"]):  # a recipe: every seed's chain
         harness(*command, cwd=copy)
     assert evaluation(copy)["stages"]["advanced"]["best_epoch"] == 0  # it kept the optimized stage's map
-    status, output, verdicts = gate(copy)
+    status, output, verdicts = gate(copy, timing=False)
     assert status == 1, output
     assert verdicts["advanced.test.mrr"] == "REGRESSION", output
     assert "train.advanced.lr: 0.003 -> 0.0" in output  # a params change is judged, and named
@@ -140,7 +142,7 @@ def test_a_params_change_that_makes_the_cube_worse_fails_the_gate(copy):
     set_param(copy, "train.advanced.lr", 5.0)
     for command in (["check"], ["train", "advanced"], ["seeds"], ["evaluate"]):
         harness(*command, cwd=copy)
-    status, output, verdicts = gate(copy)
+    status, output, verdicts = gate(copy, timing=False)
     assert status == 1, output
     failed = [name for name, verdict in verdicts.items() if verdict == "REGRESSION"]
     assert any(name.startswith("advanced.test.") for name in failed), output
@@ -157,10 +159,10 @@ def test_predictions_perturbed_by_002_mrr_fail_the_gate_even_with_a_looser_toler
     harness("evaluate", cwd=copy)
     drop = evaluation(tiny)["stages"]["advanced"]["test"]["mrr"] - evaluation(copy)["stages"]["advanced"]["test"]["mrr"]
     assert 0.012 <= drop <= 0.03, drop
-    status, output, verdicts = gate(copy)
+    status, output, verdicts = gate(copy, timing=False)
     assert status == 1 and verdicts["advanced.test.mrr"] == "REGRESSION", output
     set_param(copy, "gate.mrr_drop", 0.05)  # the tolerance alone would let it through: the paired test does not
-    status, output, verdicts = gate(copy)
+    status, output, verdicts = gate(copy, timing=False)
     assert status == 1 and verdicts["advanced.test.mrr"] == "REGRESSION", output
     assert "significantly worse" in output
 
@@ -212,7 +214,7 @@ def test_a_retained_buffer_blowing_up_memory_fails_the_gate(copy):
     anchor = "        return final[: rule.rows].view(shape)"
     plant(propagation, anchor, "        del RETAINED[:-steps]  # the latest call's copies stay, not every call's\n" + anchor)
     harness("bench", cwd=copy)
-    status, output, verdicts = gate(copy)
+    status, output, verdicts = gate(copy, timing=False)
     assert status == 1, output
     grown = [name for name, verdict in verdicts.items() if name.startswith("memory.train") and verdict == "REGRESSION"]
     assert grown, output
@@ -224,7 +226,7 @@ def test_a_nan_metric_fails_the_gate(copy):
     found["stages"]["dialogue"]["test"]["cosine"] = float("nan")
     found["summary"]["models"]["cube: dialogue"]["test"]["cosine"]["mean"] = float("nan")  # what the gate reads
     path.write_text(json.dumps(found), encoding="utf-8")
-    status, output, verdicts = gate(copy)
+    status, output, verdicts = gate(copy, timing=False)
     assert status == 1 and verdicts["dialogue.test.cosine"] == "REGRESSION" and "non-finite" in output, output
 
 

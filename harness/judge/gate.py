@@ -282,7 +282,7 @@ def revision_checks(baseline: RunSnapshot, gate: GateConfig,
             break
         try:
             ratios = measure(baseline.revision)
-        except RuntimeError as error:  # the revision is not here (a shallow clone) or its cube would not run
+        except (RuntimeError, OSError) as error:  # the revision is not here (a shallow clone), its cube would not run
             why = f"this revision's cube speed is not judged: {error}"
             if latest:
                 return [latest[m] for m in metrics], [why]
@@ -414,9 +414,8 @@ def measure_revision(params: Params, baseline: RunSnapshot, code_repo: Path,
     """Per phase, this revision's cube speed over ``revision``'s, timed here with the baseline's cube settings."""
     from cube.device import choose_device
     from harness.measure.revision_speed import measure_revision_speed
-    from harness.store.results import read_card
 
-    dim = read_card(paths.EMBEDDED / "card.json").dim
+    dim = _read(paths.BENCH_METRICS, Bench).dim
     device = choose_device(params.train.device).device
     settings = baseline.params.get("cube") or params.to_dict()["cube"]
     return measure_revision_speed(revision, code_repo, dim, settings, params.bench.peer_batch_size,
@@ -495,6 +494,9 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
                 recorded, params.gate, lambda rev: measure_revision(params, recorded, code_repo, rev))
             checks += code_checks
             warnings += why
+        else:
+            checks += [Check(f"{REVISION_SPEED}.{phase}", "speed", None, None, NOT_JUDGED, "timing skipped")
+                       for phase in PHASES]
         checks += reliability_checks()
     written = None
     if update:

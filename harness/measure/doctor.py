@@ -66,5 +66,7 @@ def format_report(found: dict[str, Any]) -> str:
     lines.append(f"CPU flags that matter: {' '.join(cpu['flags']) or '(none reported)'}; numerics {cpu['numerics']}, "
                  f"torch's CPU capability {cpu['torch_cpu_capability']}, pins "
                  f"{' '.join(f'{k}={v}' for k, v in cpu['pins'].items()) or 'none'}")
+    if found["gpus"]:
+        lines.append(f"numerics: {numerics.GPU_NOTE}")
     lines.append(f"device '{found['requested_device']}' -> {found['chosen_device']} ({found['reason']})")
     return "\n".join(lines)
