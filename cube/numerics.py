@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -36,6 +37,10 @@ PINS: dict[str, str] = {
     "OMP_NUM_THREADS": str(PORTABLE_THREADS),
     "MKL_NUM_THREADS": str(PORTABLE_THREADS),
 }
+# torch.compile's on-disk cache is keyed without the ATen capability: a kernel compiled under one mode and loaded
+# under the other computed wrong figures (the eager reference's output off by 1.87) or crashed the process (double
+# free), measured with torch 2.13.0. Each mode keeps its own cache, as the embedding cache keeps its own rows.
+INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
 REQUIRED_FLAGS = ("avx2", "fma")  # what the pinned code paths execute
 REPORTED_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
                   "amx_tile", "amx_bf16", "amx_int8")
@@ -93,14 +98,21 @@ def check_supported(mode: str, machine: str | None = None, flags: frozenset[str]
 
 def environment(mode: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """``base`` (default: this process's environment) with the pins of ``mode``: set for portable, removed for
-    native (so a native child of a portable process really is native)."""
+    native (so a native child of a portable process really is native), and torch.compile's cache of the mode."""
     env = dict(os.environ if base is None else base)
     for name, value in PINS.items():
         if mode == "portable":
             env[name] = value
         else:
             env.pop(name, None)
+    env[INDUCTOR_CACHE] = inductor_cache(mode)
     return env
+
+
+def inductor_cache(mode: str) -> str:
+    """torch.compile's cache folder for ``mode``: beside torch's default one, one per mode."""
+    user = "".join(c if c.isalnum() else "_" for c in os.environ.get("USER", "") or str(os.getuid()))
+    return os.path.join(tempfile.gettempdir(), f"torchinductor_{user}_{mode}")
 
 
 def pin(mode: str) -> None:
@@ -108,13 +120,14 @@ def pin(mode: str) -> None:
     environment already holds them)."""
     check_supported(mode)
     wanted = environment(mode)
-    changed = {name for name in PINS if os.environ.get(name) != wanted.get(name)}
+    managed = (*PINS, INDUCTOR_CACHE)
+    changed = {name for name in managed if os.environ.get(name) != wanted.get(name)}
     if not changed:
         return
     if "torch" in sys.modules:
         raise NumericsError(f"numerics: {mode} asked for after torch was imported, with {', '.join(sorted(changed))} "
                             "not yet as it needs; pin the numerics first thing in the process")
-    for name in PINS:
+    for name in managed:
         if name in wanted:
             os.environ[name] = wanted[name]
         else:

@@ -175,9 +175,11 @@ def test_the_own_implementation_doing_its_work_twice_fails_the_gate(copy):
     status, output, verdicts = gate(copy)
     assert status == 1, output
     assert verdicts["work.counted_flops_forward"] == "REGRESSION" and verdicts["work.counted_flops_train"] == "REGRESSION"
-    # timed against the baseline revision's cube, in alternation on this machine, the twofold slowdown regresses
-    assert verdicts["speed.revision.forward"] == "REGRESSION" and verdicts["speed.revision.train"] == "REGRESSION", \
-        output
+    # timed against the baseline revision's cube, in alternation on this machine: the training step, where the
+    # doubled lattice is most of the work, regresses; the tiny profile's forward (2 steps) slows by less than twice,
+    # so it may stay undecided, never fine
+    assert verdicts["speed.revision.train"] == "REGRESSION", output
+    assert verdicts["speed.revision.forward"] in ("REGRESSION", "inconclusive"), output
     # the timings against the independent peers see it too: regressed on a quiet machine; on a loaded one the
     # intervals may stay too wide to decide (inconclusive), but never all fine
     speed = [verdict for name, verdict in verdicts.items() if name.startswith("speed.") and ".revision." not in name]
