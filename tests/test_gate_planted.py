@@ -175,11 +175,14 @@ def test_the_own_implementation_doing_its_work_twice_fails_the_gate(copy):
     status, output, verdicts = gate(copy)
     assert status == 1, output
     assert verdicts["work.counted_flops_forward"] == "REGRESSION" and verdicts["work.counted_flops_train"] == "REGRESSION"
-    # timed against the baseline revision's cube, in alternation on this machine: the training step, where the
-    # doubled lattice is most of the work, regresses; the tiny profile's forward (2 steps) slows by less than twice,
-    # so it may stay undecided, never fine
-    assert verdicts["speed.revision.train"] == "REGRESSION", output
-    assert verdicts["speed.revision.forward"] in ("REGRESSION", "inconclusive"), output
+    # timed against the baseline revision's cube, in alternation on this machine: never fine, and the training step,
+    # where the doubled lattice is most of the work, measured below the floor (regressed on a quiet machine, 0.44
+    # [0.41, 0.49]; with another pipeline running beside it the interval widened to [0.27, 0.76], inconclusive). The
+    # tiny profile's 2-step forward slows by less than twice.
+    for phase in ("forward", "train"):
+        assert verdicts[f"speed.revision.{phase}"] in ("REGRESSION", "inconclusive"), output
+    train = next(line for line in output.splitlines() if line.startswith("| speed.revision.train |"))
+    assert float(train.split("|")[4]) < 0.7, output
     # the timings against the independent peers see it too: regressed on a quiet machine; on a loaded one the
     # intervals may stay too wide to decide (inconclusive), but never all fine
     speed = [verdict for name, verdict in verdicts.items() if name.startswith("speed.") and ".revision." not in name]
