@@ -419,7 +419,7 @@ def measure_revision(params: Params, baseline: RunSnapshot, code_repo: Path,
     device = choose_device(params.train.device).device
     settings = baseline.params.get("cube") or params.to_dict()["cube"]
     return measure_revision_speed(revision, code_repo, dim, settings, params.bench.peer_batch_size,
-                                  params.gate.revision_rounds, seed=params.seed, device=str(device)).ratios
+                                  params.gate.revision_rounds, seed=params.seed, device=str(device))
 
 
 def measure_speed_again(params: Params) -> dict[str, paired.RatioEstimate]:

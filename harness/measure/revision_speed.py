@@ -12,7 +12,6 @@ import io
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +57,10 @@ def export_cube(repo: Path, revision: str, dest: Path) -> Path:
     return dest
 
 
-@dataclass(frozen=True)
-class RevisionSpeed:
-    """Per phase, this revision's cube speed over the baseline revision's, at ``batch``."""
-
-    revision: str
-    batch: int
-    rounds: int
-    ratios: dict[str, RatioEstimate]
-
-
 def measure_revision_speed(revision: str, repo: Path, dim: int, cube_section: dict[str, Any], batch: int,
-                           rounds: int, seed: int = 0, device: str = "cpu") -> RevisionSpeed:
-    """Both revisions' cubes, built from the same settings (``cube_section``), timed in alternation."""
+                           rounds: int, seed: int = 0, device: str = "cpu") -> dict[str, RatioEstimate]:
+    """Per phase, this revision's cube speed over ``revision``'s at ``batch``: both cubes built from the same settings
+    (``cube_section``), timed in alternation."""
     with tempfile.TemporaryDirectory(prefix="cube-baseline-code-") as scratch:
         baseline_code = export_cube(repo, revision, Path(scratch))
         points = [(phase, batch) for phase in PHASES]
@@ -78,4 +68,4 @@ def measure_revision_speed(revision: str, repo: Path, dim: int, cube_section: di
                                  dim, cube_section, points, rounds, seed=seed, device=device,
                                  desc=f"gate: this cube against {revision[:12]}'s")
     found = ratios(times, own="this revision", other="baseline revision")
-    return RevisionSpeed(revision, batch, rounds, {phase: found[(phase, batch)] for phase in PHASES})
+    return {phase: found[(phase, batch)] for phase in PHASES}
