@@ -27,6 +27,17 @@ def markdown(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def verdicts_in(text: str) -> dict[str, str]:
+    """Each metric's verdict read back from a printed gate table (for scripts and tests that see only the output:
+    a detail cell may name earlier measurements' verdicts, so searching the text for a word is not enough)."""
+    verdicts = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) >= 6 and cells[0] not in ("metric", "---"):
+            verdicts[cells[0]] = cells[4].strip("*")
+    return verdicts
+
+
 def render(verdict: GateVerdict) -> str:
     text = f"Gate against {verdict.baseline_path}, profile {verdict.profile!r}"
     if verdict.warnings:
