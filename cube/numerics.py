@@ -2,9 +2,10 @@
 
 torch's CPU kernels pick their instructions from the CPU they find: ATen's vectorised code (``ATEN_CPU_CAPABILITY``),
 MKL's BLAS (``MKL_CBWR``) and oneDNN (``ONEDNN_MAX_CPU_ISA``). Another choice adds floats in another order, so the
-same inputs give other last bits on another CPU. ``portable`` pins all three to AVX2, the widest set every x86-64 CPU
-of the last decade has, and the intra-op thread count (reductions are split by it), so a figure recomputes to the bit
-on any x86-64 CPU with AVX2. ``native`` lets each library choose: faster on some CPUs, reproducible on the same kind
+same inputs give other last bits on another CPU. ``portable`` pins ATen and oneDNN to AVX2, the widest set every
+x86-64 CPU of the last decade has, MKL to its one branch that runs alike on Intel and AMD (``COMPATIBLE``), and the
+intra-op thread count (reductions are split by it), so a figure recomputes to the bit on any x86-64 CPU with AVX2.
+``native`` lets each library choose: faster on some CPUs, reproducible on the same kind
 of CPU only; it exists for speed studies and is named in every report made under it.
 
 Each library reads its variable once, when it first computes, so the pins are set in the environment before torch
@@ -32,7 +33,12 @@ DEFAULT: Mode = "portable"
 PORTABLE_THREADS = 2  # the committed runs' intra-op threads: a reduction's order of additions depends on it
 PINS: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's vectorised kernels (and SLEEF's maths) for AVX2
-    "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility: AVX2 code paths on every CPU
+    # MKL's conditional numerical reproducibility. Its ISA branches (AVX2, AVX512) exist on Intel CPUs only: on any
+    # other x86-64 CPU MKL silently takes its AUTO branch, the CPU's own kernels (an AMD EPYC's figures under
+    # MKL_CBWR=AVX2 differed from an Intel Xeon's). COMPATIBLE, the SSE2 branch without approximate reciprocals, is
+    # the one MKL runs alike on every vendor's CPU; it costs speed, measured by the bench ("Cost of portability").
+    "MKL_CBWR": "COMPATIBLE",
+    "MKL_DYNAMIC": "FALSE",  # MKL uses the threads it is given, not fewer on a machine it judges busy or small
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (conv, matmul primitives) no wider than AVX2
     "OMP_NUM_THREADS": str(PORTABLE_THREADS),
     "MKL_NUM_THREADS": str(PORTABLE_THREADS),
@@ -143,7 +149,9 @@ def cache_tag() -> str:
     """What an embedding cache key needs of the numerics: portable figures are the same on every x86-64 CPU with
     AVX2; native ones only on the CPU that made them."""
     mode = in_force()
-    return mode if mode == "portable" else f"native on {cpu_model()} ({_capability()})"
+    if mode == "portable":  # the pins themselves, so that other pins never read rows computed under these
+        return "portable " + ",".join(f"{name}={value}" for name, value in sorted(PINS.items()))
+    return f"native on {cpu_model()} ({_capability()})"
 
 
 def _capability() -> str:

@@ -60,6 +60,17 @@ def test_native_and_portable_differ_on_a_cpu_with_avx512_and_portable_equals_a_s
     assert portable[3] != native[3]  # the teacher's cache key names the numerics
 
 
+@pytest.mark.slow
+def test_portable_gives_the_same_bits_whichever_mkl_branches_the_cpu_offers():
+    """MKL honours a pinned ISA branch only where the CPU offers it (its AVX2 branch: on Intel CPUs only) and else
+    silently takes the CPU's own kernels. Here a CPU that offers MKL nothing past SSE4.2 stands in for a CPU MKL
+    will not run its AVX2 branch on: portable's teacher embeddings and cube outputs must not change."""
+    portable = probe("portable")
+    without_avx_branches = probe("portable", {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"})
+    assert portable[:2] == without_avx_branches[:2] == ["portable", "AVX2"]
+    assert portable[2] == without_avx_branches[2]
+
+
 def test_portable_is_refused_where_the_pinned_code_paths_cannot_run():
     with pytest.raises(numerics.NumericsError, match="numerics: native"):
         numerics.check_supported("portable", machine="aarch64", flags=frozenset({"neon"}))
