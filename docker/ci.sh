@@ -17,8 +17,8 @@
 # - pip inside the build uses this host's indexes, wheel directory and CA bundle (docker/build.sh).
 # Environment: PYTHON (default .venv/bin/python), IMAGE (default cube:<kind>), CUBE_DOCKER_STORAGE
 # (default vfs), CUBE_DOCKER_ROOT (dockerd's data root), CUBE_KEEP_DOCKERD=1 to leave a started engine
-# running, CUBE_CI_EXP=0 to skip the `dvc exp run` check (one seed) in the container, CUBE_CI_TOLERANCE the largest
-# absolute metric difference accepted (default 0: equal to the bit).
+# running, CUBE_CI_EXP=0 to skip the `dvc exp run` check in the container (a rival's setting changed, one seed:
+# evaluate re-runs), CUBE_CI_TOLERANCE the largest absolute metric difference accepted (default 0: equal to the bit).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -178,7 +178,7 @@ t_exp=0
 if [ "${CUBE_CI_EXP:-1}" != 0 ]; then
   t=$(date +%s)
   docker run --rm --network none "${as[@]}" -v "$work/inside:/work" "$image" \
-    sh -c 'dvc exp run -S cube.steps=3 -S "quality.extra_seeds=[]" evaluate && dvc exp show --md --drop ".*" --keep "Experiment|cube.steps|test_mrr"' \
+    sh -c 'dvc exp run -S baselines.mlp.hidden=256 -S "quality.extra_seeds=[]" evaluate && dvc exp show --md --drop ".*" --keep "Experiment|baselines.mlp.hidden|test_mrr"' \
     >"$work/exp.log" 2>&1 || { tail -n 40 "$work/exp.log"; fail "dvc exp run in the container failed"; }
   t_exp=$(since "$t")
   tail -n 8 "$work/exp.log"

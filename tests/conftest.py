@@ -36,7 +36,9 @@ def embedded(params: Params, tmp_path_factory: pytest.TempPathFactory):
     from cube.embedded import build_embedded_data
 
     cache = tmp_path_factory.mktemp("embedding-cache")
-    real = dataclasses.replace(params, data=dataclasses.replace(params.data, cache_dir=str(cache)))
+    chatterbot = dataclasses.replace(params.data, corpus="chatterbot", language="english", max_pairs=0,
+                                     cache_dir=str(cache))
+    real = dataclasses.replace(params, data=chatterbot)
     return build_embedded_data(real, progress=False)
 
 

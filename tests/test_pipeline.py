@@ -353,9 +353,9 @@ def test_the_whole_pipeline_run_afresh_makes_no_network_connection(tiny_run, tmp
 def test_two_queued_experiments_run_side_by_side_and_both_show_their_metrics(repo):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "before the queue"], repo, check=False)
-    hidden_sizes = (8, 16)
+    hidden_sizes = (128, 256)  # a rival's setting: each experiment re-runs evaluate, the trained cube is reused
     for hidden in hidden_sizes:
-        dvc("exp", "run", "--queue", "-S", f"cube.hidden={hidden}", "-S", ONE_SEED, "evaluate", cwd=repo)
+        dvc("exp", "run", "--queue", "-S", f"baselines.mlp.hidden={hidden}", "-S", ONE_SEED, "evaluate", cwd=repo)
     dvc("queue", "start", "-j", "2", cwd=repo)
     deadline = time.monotonic() + 1200
     try:
@@ -374,7 +374,7 @@ def test_two_queued_experiments_run_side_by_side_and_both_show_their_metrics(rep
         for experiment in entry.get("experiments") or []:
             data = experiment["revs"][0]["data"]
             metrics = (data.get("metrics") or {}).get("metrics/quality.json", {}).get("data", {})
-            finished[data["params"]["params.yaml"]["data"]["cube"]["hidden"]] = metrics
+            finished[data["params"]["params.yaml"]["data"]["baselines"]["mlp"]["hidden"]] = metrics
     for hidden in hidden_sizes:
         assert 0 < finished[hidden]["test_mrr"] <= 1, (hidden, sorted(finished))
 
