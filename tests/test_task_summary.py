@@ -39,3 +39,16 @@ def test_a_run_that_predates_tasks_is_named_not_rendered(tmp_path):
     (old / "data_card.json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(StaleRun, match="predates tasks"):
         section("old", old)
+
+
+@pytest.mark.skipif(not (TRANSLATION / "evaluate.json").exists(), reason="no committed translation run")
+def test_a_section_says_under_which_numerics_its_figures_were_computed_and_where_they_recompute(tmp_path):
+    text = "\n".join(section("translation", TRANSLATION))
+    assert "Numerics `portable`" in text and "MKL_CBWR=COMPATIBLE" in text and "any x86-64 CPU with AVX2" in text
+    old = tmp_path / "old"
+    shutil.copytree(TRANSLATION, old)
+    bench = json.loads((old / "bench.json").read_text(encoding="utf-8"))
+    bench["doctor"]["cpu"] |= {"numerics": "", "pins": {}}  # as a bench written before the numerics were recorded
+    (old / "bench.json").write_text(json.dumps(bench), encoding="utf-8")
+    text = "\n".join(section("old", old))
+    assert "Computed before the numerics were recorded" in text and "Numerics `" not in text

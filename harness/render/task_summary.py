@@ -19,7 +19,7 @@ from cube.rivals import LINEAR
 from cube.rivals import names as baseline_names
 from cube.tasks import TASKS
 from harness.render.report import _table, compared_measures, detectable_lines
-from harness.store.results import Evaluation, cube_model, read_result
+from harness.store.results import Bench, Evaluation, cube_model, read_result
 from harness.workflows.profile import ROOT
 
 RUNS = {"dialogue (default run)": ROOT / "metrics", "translation": ROOT / "reports" / "translation",
@@ -55,6 +55,17 @@ def share_of_gain(evaluation: Evaluation, rival: str = LINEAR, measure: str = "m
     return None if theirs == base else (cube - base) / (theirs - base)
 
 
+def numerics_sentence(folder: Path) -> str:
+    """Under which numerics, on which CPU, the run computed its figures (its bench's doctor), and where they hold."""
+    cpu = read_result(folder / "bench.json", Bench).doctor.cpu
+    if not cpu.numerics:
+        return (" Computed before the numerics were recorded, under earlier pins: its figures recompute to the bit "
+                "only on a CPU of the kind that made them (docs/portability.md).")
+    pins = f" ({', '.join(f'{name}={value}' for name, value in cpu.pins.items())})" if cpu.pins else ""
+    where = "any x86-64 CPU with AVX2" if cpu.numerics == "portable" else "a CPU of the same kind only"
+    return f" Numerics `{cpu.numerics}`{pins} on an {cpu.model}: the figures recompute to the bit on {where}."
+
+
 def section(title: str, folder: Path) -> list[str]:
     evaluation = read_result(folder / "evaluate.json", Evaluation)
     card = json.loads((folder / "data_card.json").read_text(encoding="utf-8"))
@@ -68,6 +79,7 @@ def section(title: str, folder: Path) -> list[str]:
         facts = json.loads(run_file.read_text(encoding="utf-8"))
         took = f" The whole run (`dvc repro`) took {facts['dvc_repro_wall_seconds'] / 60:.0f} min on {facts['cpu_count']} cores."
     stage, seeds = evaluation.chosen_stage, evaluation.summary.seeds
+    numerics = numerics_sentence(folder)
     models = evaluation.summary.models
     cube_name = cube_model(stage)
     report = "reports/report.md" if folder.name == "metrics" else f"reports/{folder.name}/report.md"
@@ -75,7 +87,7 @@ def section(title: str, folder: Path) -> list[str]:
            f"{task.question} -> {task.answer}; a split keeps whole {task.kept_whole}. Source: {card['source']}; "
            f"{card['pairs']['train']:,} / {card['pairs']['val']:,} / {card['pairs']['test']:,} train / val / test "
            "pairs, "
-           f"{evaluation.test_candidates:,} test candidates; seeds {', '.join(map(str, seeds))}.{took} "
+           f"{evaluation.test_candidates:,} test candidates; seeds {', '.join(map(str, seeds))}.{took}{numerics} "
            f"Full report: `{report}`.", ""]
     if folder.name in SWEEPS:
         profile, sweep = SWEEPS[folder.name]
