@@ -59,8 +59,8 @@ def numerics_sentence(folder: Path) -> str:
     """Under which numerics, on which CPU, the run computed its figures (its bench's doctor), and where they hold."""
     cpu = read_result(folder / "bench.json", Bench).doctor.cpu
     if not cpu.numerics:
-        return (" Computed before the numerics were recorded, under earlier pins: its figures recompute to the bit "
-                "only on a CPU of the kind that made them (docs/portability.md).")
+        return (" Computed before the numerics were recorded or pinned: its figures recompute to the bit only on a "
+                "CPU of the kind that made them (docs/portability.md).")
     pins = f" ({', '.join(f'{name}={value}' for name, value in cpu.pins.items())})" if cpu.pins else ""
     where = "any x86-64 CPU with AVX2" if cpu.numerics == "portable" else "a CPU of the same kind only"
     return f" Numerics `{cpu.numerics}`{pins} on an {cpu.model}: the figures recompute to the bit on {where}."
