@@ -291,11 +291,14 @@ def _rivals_table(comparisons: dict[str, dict[str, PairedDifference]], models: d
     return _table(["rival", "its test MRR", "cube - rival", "95% interval", "verdict", "its parameters"], rows)
 
 
+RECOMPUTES_ON = {"portable": "any x86-64 CPU with AVX2", "native": "this kind of CPU only"}  # where figures recompute
+
+
 def _numerics_rows(found: dict[str, Any]) -> list[list[Any]]:
     pins = ", ".join(f"`{name}={value}`" for name, value in found["pins"].items()) or "none (each library chooses)"
-    words = ("portable: torch's CPU code paths pinned, so these figures recompute to the bit on any x86-64 CPU with "
-             "AVX2" if found["mode"] == "portable" else
-             "native: this CPU's own code paths; the figures reproduce on this kind of CPU only")
+    words = (f"portable: torch's CPU code paths pinned, so these figures recompute to the bit on "
+             f"{RECOMPUTES_ON['portable']}" if found["mode"] == "portable" else
+             f"native: this CPU's own code paths; the figures reproduce on {RECOMPUTES_ON['native']}")
     return [["numerics", words], ["pins in force", pins], ["torch CPU capability", found["torch_cpu_capability"]],
             ["CPU model", found["cpu_model"]], ["CPU flags that decide the code paths", " ".join(found["cpu_flags"])],
             ["GPU numerics", found["gpu"]]]

@@ -18,7 +18,7 @@ from cube import atomic
 from cube.rivals import LINEAR
 from cube.rivals import names as baseline_names
 from cube.tasks import TASKS
-from harness.render.report import _table, compared_measures, detectable_lines
+from harness.render.report import RECOMPUTES_ON, _table, compared_measures, detectable_lines
 from harness.store.results import Bench, Evaluation, cube_model, read_result
 from harness.workflows.profile import ROOT
 
@@ -62,8 +62,8 @@ def numerics_sentence(folder: Path) -> str:
         return (" Computed before the numerics were recorded or pinned: its figures recompute to the bit only on a "
                 "CPU of the kind that made them (docs/portability.md).")
     pins = f" ({', '.join(f'{name}={value}' for name, value in cpu.pins.items())})" if cpu.pins else ""
-    where = "any x86-64 CPU with AVX2" if cpu.numerics == "portable" else "a CPU of the same kind only"
-    return f" Numerics `{cpu.numerics}`{pins} on an {cpu.model}: the figures recompute to the bit on {where}."
+    return (f" Numerics `{cpu.numerics}`{pins} on an {cpu.model}: the figures recompute to the bit on "
+            f"{RECOMPUTES_ON[cpu.numerics]}.")
 
 
 def section(title: str, folder: Path) -> list[str]:
