@@ -38,6 +38,7 @@ class BenchConfig:
     peer_batch_size: PositiveInt = 64
     peer_repeats: ranged(StrictInt, 3) = 21  # interleaved repeats behind each ratio's interval
     compiled_peer: StrictBool = True  # the eager reference under torch.compile as a peer too (its compile time apart)
+    peer_sweep: StrictBool = True  # the independent peers timed beside the cube at every batch of batch_sizes
     lattice_sides: Sizes = (4, 8, 12, 16, 24)
     steps_sweep: Sizes = (1, 5, 10, 20, 40)
     scaling_batch_size: PositiveInt = 8

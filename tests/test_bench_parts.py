@@ -126,3 +126,36 @@ def test_report_shows_the_ratio_targets_next_to_the_ratios():
     assert "| train own vs eager reference | 1.70 | [1.61, 1.78] | ≥ 1.5x (CPU) | **yes** |" in text
     assert "| forward own vs eager reference | 2.00 | [1.90, 2.10] | - | - |" in text
     assert "| train samples/s at batch 8192 | CUDA | ≥ 150,000 | not measured here (CPU run) | n/a |" in text
+
+
+def test_the_peer_sweep_times_each_independent_peer_beside_the_cube_at_every_batch_and_the_report_judges_each(tmp_path):
+    from cube.config import CubeConfig
+    from cube.processor import EmbeddingProcessor
+    from harness.config import params_from_dict
+    from harness.render.plots import throughput
+    from harness.render.report import _peer_sweep_table
+    from harness.stages.bench import sweep_peers
+    from harness.store.results import Bench
+
+    params = params_from_dict({"cube": {"lattice": [2, 2, 2], "steps": 2},
+                               "bench": {"batch_sizes": [1, 4], "warmup": 0, "repeats": 3}})
+    torch.manual_seed(0)
+    model = EmbeddingProcessor(8, CubeConfig(lattice=(2, 2, 2), steps=2))
+    points = [Peers.model_validate(p) for p in sweep_peers(model, params, 8, torch.device("cpu"))]
+
+    assert [p.batch_size for p in points] == [1, 4]
+    for point in points:
+        assert {(r.implementation, r.phase) for r in point.rows} == {
+            (name, phase) for name in ("own", "conv3d_reference", "eager_reference") for phase in ("forward", "train")}
+        assert set(point.speed_ratios) == {f"{phase}_own_vs_{peer}" for phase in ("forward", "train")
+                                           for peer in ("conv3d_reference", "eager_reference")}
+        assert all(r.repeats == 3 and r.low <= r.ratio <= r.high for r in point.speed_ratios.values())
+    table = _peer_sweep_table(points).splitlines()
+    assert table[0].startswith("| batch | phase | cube samples/s | NCA-style reference samples/s |")
+    assert len(table) == 2 + 2 * 2  # header, rule, then forward and train at each batch
+    assert all(row.count("faster") + row.count("slower") + row.count("no significant difference") == 2
+               for row in table[2:])
+    assert _peer_sweep_table([]) == ""
+    committed = Bench.model_validate_json(open("metrics/bench.json", encoding="utf-8").read())
+    throughput(committed.model_copy(update={"peer_sweep": points}), tmp_path / "throughput.png")
+    assert (tmp_path / "throughput.png").stat().st_size > 0

@@ -64,8 +64,10 @@ def default_peers(compiled_peer: bool) -> tuple[str, ...]:
 
 
 def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device,
-                  repeats: int | None = None, peers: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The cube against the same computation done other ways, at one batch size, as speed ratios.
+                  repeats: int | None = None, peers: tuple[str, ...] | None = None,
+                  batch: int | None = None, warmup: int | None = None) -> dict[str, Any]:
+    """The cube against the same computation done other ways, at one batch size (``bench.peer_batch_size`` unless
+    ``batch`` is given), as speed ratios.
 
     Each implementation gets its own copy of the weights (one's optimizer steps never move another's).
     They are timed in alternation and each ratio is the geometric mean of per-repeat ratios with a 95%
@@ -78,7 +80,7 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
     repeats = repeats or bench.peer_repeats
     if peers is None:
         peers = default_peers(bench.compiled_peer)
-    batch = bench.peer_batch_size
+    batch = batch or bench.peer_batch_size
     x, target = batch_inputs(batch, dim, device)
     implementations = {OWN: copy.deepcopy(model)} | {name: BY_NAME[name].make(model) for name in peers}
     steps = {name: phases(implementation, x, target) for name, implementation in implementations.items()}
@@ -93,11 +95,11 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
             del implementations[COMPILED_PEER], steps[COMPILED_PEER]
             peers = tuple(p for p in peers if p != COMPILED_PEER)
     rows, ratios = [], {}
-    for phase in tqdm(PHASES, desc="bench: peers", unit="phase"):
+    for phase in tqdm(PHASES, desc=f"bench: peers at batch {batch}", unit="phase"):
         for implementation in implementations.values():
             implementation.train(phase == "train")
-        times = time_interleaved({name: steps[name][phase] for name in implementations}, device, bench.warmup,
-                                 repeats)
+        times = time_interleaved({name: steps[name][phase] for name in implementations}, device,
+                                 bench.warmup if warmup is None else warmup, repeats)
         rows += [{"implementation": name, "phase": phase, "batch_size": batch, **summarise_latency(t, batch)}
                  for name, t in times.items()]
         for peer in peers:

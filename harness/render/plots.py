@@ -81,21 +81,38 @@ def paired_differences(comparisons: dict[str, dict[str, PairedDifference]], meas
     _save(figure, path)
 
 
-def throughput(bench: Bench, path: Path) -> None:
-    """Samples per second against batch size, forward and training step, with min-max bars."""
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    for phase in ("forward", "train"):
-        rows = [r for r in bench.rows if r.phase == phase]
-        xs = [r.batch_size for r in rows]
-        ys = [r.samples_per_s for r in rows]
-        errors = [[y - r.samples_per_s_min for y, r in zip(ys, rows)],
-                  [r.samples_per_s_max - y for y, r in zip(ys, rows)]]
-        axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=phase)
-    axis.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
-             title=f"cube throughput on {bench.device}")
-    axis.grid(alpha=0.3, which="both")
-    axis.legend()
+def throughput(bench: Bench, path: Path, label: Callable[[str], str] = str) -> None:
+    """Samples per second against batch size, one panel per phase, median with min-max bars.
+
+    With a peer sweep, every line comes from it (the cube and each peer timed in alternation at each batch, so load
+    lands on all alike); without one, the cube's line is the batch sweep's.
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, phase in zip(axes, ("forward", "train")):
+        if bench.peer_sweep:
+            names = list(dict.fromkeys(r.implementation for point in bench.peer_sweep for r in point.rows))
+            for name in names:
+                points = [(r.batch_size, r.samples_per_s, r.samples_per_s_min, r.samples_per_s_max)
+                          for point in bench.peer_sweep for r in point.rows
+                          if r.implementation == name and r.phase == phase]
+                _rate_line(axis, points, label(name), "-" if name == "own" else "--")
+        else:
+            rows = [r for r in bench.rows if r.phase == phase]
+            _rate_line(axis, [(r.batch_size, r.samples_per_s, r.samples_per_s_min, r.samples_per_s_max)
+                              for r in rows], label("own"), "-")
+        axis.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s", title=phase)
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=7)
+    how = "cube and peers timed in alternation at each batch" if bench.peer_sweep else "the cube's batch sweep"
+    figure.suptitle(f"throughput against batch size on {bench.device} ({how})", fontsize=10)
     _save(figure, path)
+
+
+def _rate_line(axis: plt.Axes, points: list[tuple[int, float, float, float]], label: str, style: str) -> None:
+    """(batch, median, min, max) points as one line with min-max bars."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    errors = [[y - p[2] for y, p in zip(ys, points)], [p[3] - y for y, p in zip(ys, points)]]
+    axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, linestyle=style, label=label)
 
 
 def scaling(scaling_result: Scaling, device: str, path: Path) -> None:

@@ -21,6 +21,7 @@ from harness.config import Params
 from harness.judge import paired
 from harness.judge.paired import PairedDifference
 from harness.judge.targets import describe_quality_target
+from harness.measure.peer_ratios import OWN
 from harness.measure.peer_ratios import label as peer_label
 from harness.render import plots
 from harness.store.provenance import provenance
@@ -40,6 +41,8 @@ from harness.store.results import (
     SpeedTarget,
     TrainSummary,
     cube_model,
+    peer_of,
+    ratio_key,
     read_card,
     read_result,
 )
@@ -222,7 +225,7 @@ def draw_plots(inputs: ReportInputs) -> None:
     plots.paired_differences(tabled(evaluation.comparisons),
                              compared_measures(evaluation.comparisons), evaluation.chosen_stage,
                              paths.REPORTS / "paired_differences.png")
-    plots.throughput(bench, paths.REPORTS / "throughput.png")
+    plots.throughput(bench, paths.REPORTS / "throughput.png", peer_label)
     plots.scaling(bench.scaling, bench.device, paths.REPORTS / "scaling.png")
 
 
@@ -265,6 +268,7 @@ def _page(inputs: ReportInputs) -> dict[str, Any]:
         "memory_table": _memory_table(bench), "peer_table": _peer_table(bench.peers),
         "ratio_table": ratio_table(bench.peers, bench.targets, bench.device), "peer_label": peer_label,
         "numerics_cost_table": _numerics_cost_table(bench.numerics_cost),
+        "peer_sweep_table": _peer_sweep_table(bench.peer_sweep),
         "compile_times": ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in bench.peers.compile_seconds.items()),
         "targets_table": targets_table(bench.targets), "roofline_table": _roofline_table(bench.roofline),
         "above_roofline": max(bench.roofline.forward.fraction_of_roofline, bench.roofline.train.fraction_of_roofline) > 1,
@@ -424,6 +428,29 @@ def ratio_table(peers: Peers, targets: list[SpeedTarget], device: str) -> str:
                   [[name.replace("_", " "), f"{value.ratio:.2f}", f"[{value.low:.2f}, {value.high:.2f}]",
                     goals[name].goal + f" ({here.upper()})" if name in goals else "-",
                     _met(goals[name].met) if name in goals else "-"] for name, value in peers.speed_ratios.items()])
+
+
+def _peer_sweep_table(points: list[Peers]) -> str:
+    """Per batch and phase: the cube's samples/s, then each peer's samples/s and the cube's speed over it with its
+    interval ("faster" or "slower" only where the interval leaves 1 out)."""
+    if not points:
+        return ""
+    peers = list(dict.fromkeys(peer_of(key) for key in points[0].speed_ratios))
+    header = ["batch", "phase", "cube samples/s"]
+    for name in peers:
+        header += [f"{peer_label(name).split(':')[0]} samples/s", "cube's speed over it [95% interval]"]
+    rows = []
+    for point in points:
+        rate = {(r.implementation, r.phase): r.samples_per_s for r in point.rows}
+        for phase in ("forward", "train"):
+            cells: list[Any] = [point.batch_size, phase, f"{rate[(OWN, phase)]:,.0f}"]
+            for name in peers:
+                value = point.speed_ratios[ratio_key(phase, name)]
+                verdict = "faster" if value.low > 1 else "slower" if value.high < 1 else "no significant difference"
+                cells += [f"{rate[(name, phase)]:,.0f}",
+                          f"{value.ratio:.2f} [{value.low:.2f}, {value.high:.2f}] {verdict}"]
+            rows.append(cells)
+    return _table(header, rows)
 
 
 def _numerics_cost_table(cost: NumericsCost | None) -> str:

@@ -26,7 +26,7 @@ from harness.judge.targets import TARGET_BATCH, speed_targets
 from harness.measure import memory_probe, peer_probe
 from harness.measure.doctor import diagnose
 from harness.measure.numerics_cost import measure_numerics_cost
-from harness.measure.peer_ratios import measure_peers
+from harness.measure.peer_ratios import INDEPENDENT_PEERS, measure_peers
 from harness.measure.phases import PHASES, batch_inputs, measure_phase, phases
 from harness.measure.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
 from harness.measure.scaling import run_scaling
@@ -60,6 +60,23 @@ def work_per_sample(model: EmbeddingProcessor, dim: int, device: torch.device, b
     saved = saved_activation_bytes(lambda: model(x))
     return {"counted_flops_forward": forward_flops / batch, "counted_flops_train": train_flops / batch,
             "saved_bytes_train": saved / batch}
+
+
+def sweep_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device) -> list[dict[str, Any]]:
+    """The independent peers timed in alternation with the cube at every batch of the sweep (one warm-up call, then
+    ``bench.repeats`` repeats each; the cube and the peers are warm already, and a call at batch 4,096 takes seconds):
+    samples/s against batch for all of them, and a speed ratio with its interval per batch. A batch where a peer runs
+    out of device memory is left out, with a warning."""
+    points = []
+    for batch in params.bench.batch_sizes:
+        try:
+            points.append(measure_peers(model, params, dim, device, repeats=params.bench.repeats,
+                                        peers=INDEPENDENT_PEERS, batch=batch, warmup=1))
+        except torch.OutOfMemoryError:
+            log.warning("bench: out of %s memory timing the peers at batch %d; that batch is left out of the peer "
+                        "sweep", device, batch)
+            torch.cuda.empty_cache()
+    return points
 
 
 def run_bench(params: Params) -> Bench:
@@ -97,6 +114,7 @@ def run_bench(params: Params) -> Bench:
         peers = measure_peers(model, params, dim, device)
         log.info("the independent peers again, in a process of their own")
         second_process = peer_probe.probe(params_file)
+    peer_sweep = sweep_peers(model, params, dim, device) if bench.peer_sweep else []
     work = work_per_sample(model, dim, device)
     log.info("the cube under portable and native numerics, in alternation")
     cost = measure_numerics_cost(params, dim, device.type)
@@ -121,7 +139,8 @@ def run_bench(params: Params) -> Bench:
         "lattice": list(params.cube.lattice), "steps": params.cube.steps,
         "parameters": model.parameter_count(), "flops_per_sample_forward": flops, "bytes_per_sample_forward": moved,
         "warmup": bench.warmup, "repeats": bench.repeats, "rows": rows,
-        "peers": peers, "work_per_sample": work, "roofline": {"batch_size": largest, **lines}, "scaling": scaling,
+        "peers": peers, "peer_sweep": peer_sweep, "work_per_sample": work,
+        "roofline": {"batch_size": largest, **lines}, "scaling": scaling,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
     }
     result["second_process_speed_ratios"] = second_process

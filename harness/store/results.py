@@ -382,6 +382,7 @@ class Bench(Result):
     repeats: int
     rows: list[BenchRow]
     peers: Peers
+    peer_sweep: list[Peers] = []  # the independent peers beside the cube at every batch of the sweep
     second_process_speed_ratios: dict[str, RatioEstimate]  # the independent peers timed again by a fresh process
     work_per_sample: WorkPerSample
     roofline: Roofline
