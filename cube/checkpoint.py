@@ -9,15 +9,15 @@ Weights are only ever read as safetensors: pickle files are refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from cube import atomic
 from cube.digest import files_digest
@@ -51,10 +51,13 @@ def save_checkpoint(directory: str | Path, tensors: dict[str, torch.Tensor], met
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     epoch = meta.get("epoch", 0)
-    weights_name = f"weights-e{epoch:04d}-{secrets.token_hex(4)}.safetensors"
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    digest = hashlib.sha256(data).hexdigest()
+    # named by content: a new file never replaces the one the current sidecar names (unless it is the same bytes),
+    # and the same training writes the same folder, so a re-run's outputs hash as the committed ones do
+    weights_name = f"weights-e{epoch:04d}-{digest[:8]}.safetensors"
     weights_path = directory / weights_name
-    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic.write_with(weights_path, lambda tmp: save_file(contiguous, str(tmp)))
+    atomic.write_bytes(weights_path, data)
     sidecar = dict(meta, format=FORMAT_VERSION, weights_file=weights_name, sha256=sha256_file(weights_path))
     atomic.write_json(directory / SIDECAR, sidecar)
     for stale in directory.glob("weights-*.safetensors"):  # only after the new sidecar is in place

@@ -82,3 +82,13 @@ def test_old_weights_files_are_removed_after_a_new_save(tmp_path):
     save(tmp_path, model(), epoch=2)
     assert len(list(tmp_path.glob("weights-*.safetensors"))) == 1
     assert load_checkpoint(tmp_path).meta["epoch"] == 2
+
+
+def test_the_same_training_writes_the_same_folder_byte_for_byte(tmp_path):
+    """A re-run's checkpoint folder must hash as the committed one does (DVC records the folder's hash)."""
+    save(tmp_path / "a", model())
+    save(tmp_path / "b", model())
+    files = {name: sorted(p.name for p in (tmp_path / name).iterdir()) for name in ("a", "b")}
+    assert files["a"] == files["b"]
+    for name in files["a"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
