@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -133,7 +135,7 @@ def test_the_peer_sweep_times_each_independent_peer_beside_the_cube_at_every_bat
     from cube.processor import EmbeddingProcessor
     from harness.config import params_from_dict
     from harness.render.plots import throughput
-    from harness.render.report import _peer_sweep_table
+    from harness.render.report import _peer_sweep_line, _peer_sweep_table
     from harness.stages.bench import sweep_peers
     from harness.store.results import Bench
 
@@ -156,6 +158,9 @@ def test_the_peer_sweep_times_each_independent_peer_beside_the_cube_at_every_bat
     assert all(row.count("faster") + row.count("slower") + row.count("no significant difference") == 2
                for row in table[2:])
     assert _peer_sweep_table([]) == ""
+    line = _peer_sweep_line(points)
+    counts = [int(n) for n in re.findall(r"(?:faster in|slower in|difference in) (\d+)", line)]
+    assert line.startswith("; across the peer sweep (batch 1 to 4, 8 comparisons)") and sum(counts) == 8, line
     committed = Bench.model_validate_json(open("metrics/bench.json", encoding="utf-8").read())
     throughput(committed.model_copy(update={"peer_sweep": points}), tmp_path / "throughput.png")
     assert (tmp_path / "throughput.png").stat().st_size > 0

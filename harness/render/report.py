@@ -268,7 +268,7 @@ def _page(inputs: ReportInputs) -> dict[str, Any]:
         "memory_table": _memory_table(bench), "peer_table": _peer_table(bench.peers),
         "ratio_table": ratio_table(bench.peers, bench.targets, bench.device), "peer_label": peer_label,
         "numerics_cost_table": _numerics_cost_table(bench.numerics_cost),
-        "peer_sweep_table": _peer_sweep_table(bench.peer_sweep),
+        "peer_sweep_table": _peer_sweep_table(bench.peer_sweep), "peer_sweep_line": _peer_sweep_line(bench.peer_sweep),
         "compile_times": ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in bench.peers.compile_seconds.items()),
         "targets_table": targets_table(bench.targets), "roofline_table": _roofline_table(bench.roofline),
         "above_roofline": max(bench.roofline.forward.fraction_of_roofline, bench.roofline.train.fraction_of_roofline) > 1,
@@ -430,6 +430,21 @@ def ratio_table(peers: Peers, targets: list[SpeedTarget], device: str) -> str:
                     _met(goals[name].met) if name in goals else "-"] for name, value in peers.speed_ratios.items()])
 
 
+def _sweep_verdict(value: paired.RatioEstimate) -> str:
+    return "faster" if value.low > 1 else "slower" if value.high < 1 else "no significant difference"
+
+
+def _peer_sweep_line(points: list[Peers]) -> str:
+    """The peer sweep in a clause for the headline: how many of its comparisons the cube wins, loses or ties."""
+    if not points:
+        return ""
+    verdicts = [_sweep_verdict(value) for point in points for value in point.speed_ratios.values()]
+    sizes = [point.batch_size for point in points]
+    return (f"; across the peer sweep (batch {min(sizes):,} to {max(sizes):,}, {len(verdicts)} comparisons) faster in "
+            f"{verdicts.count('faster')}, slower in {verdicts.count('slower')}, no significant difference in "
+            f"{verdicts.count('no significant difference')}")
+
+
 def _peer_sweep_table(points: list[Peers]) -> str:
     """Per batch and phase: the cube's samples/s, then each peer's samples/s and the cube's speed over it with its
     interval ("faster" or "slower" only where the interval leaves 1 out)."""
@@ -446,9 +461,8 @@ def _peer_sweep_table(points: list[Peers]) -> str:
             cells: list[Any] = [point.batch_size, phase, f"{rate[(OWN, phase)]:,.0f}"]
             for name in peers:
                 value = point.speed_ratios[ratio_key(phase, name)]
-                verdict = "faster" if value.low > 1 else "slower" if value.high < 1 else "no significant difference"
                 cells += [f"{rate[(name, phase)]:,.0f}",
-                          f"{value.ratio:.2f} [{value.low:.2f}, {value.high:.2f}] {verdict}"]
+                          f"{value.ratio:.2f} [{value.low:.2f}, {value.high:.2f}] {_sweep_verdict(value)}"]
             rows.append(cells)
     return _table(header, rows)
 
