@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 from cube import numerics
@@ -24,37 +23,32 @@ CHANNELS, HIDDEN, PADDED_UPDATE = 8, 32, 16
 ROWS = (3_072, 24_576, 98_304, 393_216)  # batch 8, 64, 256 and 1,024 of the default lattice
 
 
-def median_seconds(call: Callable[[], object], repeats: int = 20) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def rates_at(rows: int) -> list[float]:
-    """GFLOP/s of the four products at ``rows`` rows."""
+    """GFLOP/s of the four products at ``rows`` rows, each the median of 20 timed calls after one untimed."""
     import torch
+
+    from harness.measure.trackers import time_calls
 
     width = 7 * CHANNELS
     gathered, constant = torch.randn(rows, width), torch.randn(rows, HIDDEN)
     perceive, hidden = torch.randn(HIDDEN, width), torch.randn(rows, HIDDEN)
     update, bias, grad = torch.randn(PADDED_UPDATE, HIDDEN), torch.randn(PADDED_UPDATE), torch.randn(rows, CHANNELS)
     out = torch.empty(rows, HIDDEN)
-    products = [
+    products: list[tuple[Callable[[], object], int]] = [
         (lambda: torch.addmm(constant, gathered, perceive.t(), out=out), rows * width * HIDDEN),
         (lambda: torch.addmm(bias, hidden, update.t()), rows * HIDDEN * PADDED_UPDATE),
         (lambda: torch.mm(grad, update[:CHANNELS]), rows * CHANNELS * HIDDEN),
         (lambda: torch.mm(gathered.t(), hidden), rows * width * HIDDEN),
     ]
-    return [2 * macs / median_seconds(call) / 1e9 for call, macs in products]
+    cpu = torch.device("cpu")
+    return [2 * macs / statistics.median(time_calls(call, cpu, warmup=1, repeats=20)) / 1e9 for call, macs in products]
 
 
 def main(mode: str) -> None:
     numerics.pin(mode)
     import torch
+
+    from harness.measure.roofline import measure_matmul_flops
 
     torch.manual_seed(0)
     print(f"numerics {mode}, torch {torch.__version__}, {torch.get_num_threads()} threads; GFLOP/s")
@@ -62,8 +56,7 @@ def main(mode: str) -> None:
     print("|---|---|---|---|---|")
     for rows in ROWS:
         print(f"| {rows:,} | " + " | ".join(f"{rate:.1f}" for rate in rates_at(rows)) + " |")
-    square = torch.randn(1024, 1024)
-    print(f"square 1024 x 1024: {2 * 1024**3 / median_seconds(lambda: square @ square, 5) / 1e9:.1f} GFLOP/s")
+    print(f"square 1024 x 1024 (the bench's matmul peak): {measure_matmul_flops(torch.device('cpu')) / 1e9:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":
