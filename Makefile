@@ -17,6 +17,8 @@ setup: $(BIN)/activate git-identity
 	$(BIN)/python -m cube.sources fetch || echo "setup: the dialogue task runs; the word tasks need the sources above"
 	# `dvc plots show` with vega inline, so its page renders offline (.dvc/config names this template)
 	$(BIN)/python -m harness plots-page template
+	# the cell rule's CPU kernel, compiled now (with the system's C compiler) so a missing compiler shows here
+	$(BIN)/python -m cube.cpu_kernel
 
 # `dvc exp run` commits experiments: give this repository an identity when git has none
 git-identity:

@@ -3,8 +3,9 @@
 Layout is channels-last: states are (B, X, Y, Z, C). Every cell runs the same small MLP on
 [own state, 6 face neighbours, external input] and adds the result to its state; all cells and all
 samples update at once, T times. ``step`` is the rule as written here, differentiated by autograd; by
-default the lattice computes the same function with ``cube.propagation`` (a hand-written backward,
-much faster on a CPU). Autocast (mixed precision belongs to autograd's ops) and ``fast=False`` use ``step``.
+default the lattice computes the same function (to float rounding) with the CPU kernel of ``cube.cpu_kernel``
+on an x86-64 CPU with AVX2 and FMA, and with ``cube.propagation`` (torch ops with a hand-written backward)
+elsewhere, e.g. on a GPU. Autocast (mixed precision belongs to autograd's ops) and ``fast=False`` use ``step``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from cube import cpu_kernel
 from cube.neighbours import SPATIAL_AXES, neighbour
 from cube.propagation import BLOCKS, propagate
 
@@ -50,9 +52,10 @@ class CubeLattice(nn.Module):
     and is fed to the cell rule at every step. Output: one value per cell read
     from the final state by a shared linear readout, (B, X, Y, Z).
 
-    ``fast`` (the default) propagates with ``Propagation``; ``fast=False`` (and autocast) with autograd
-    over ``step``. ``activation_checkpointing`` keeps the memory saved for backward flat in the number
-    of steps (``Propagation``'s recomputing backward; on the autograd path, each step is checkpointed).
+    ``fast`` (the default) propagates with the CPU kernel where it runs (``cube.cpu_kernel``), else with
+    ``Propagation``; ``fast=False`` (and autocast) with autograd over ``step``. ``activation_checkpointing``
+    keeps the memory saved for backward flat in the number of steps (the kernel and ``Propagation`` recompute
+    the states in backward; on the autograd path, each step is checkpointed).
     """
 
     def __init__(
@@ -108,6 +111,9 @@ class CubeLattice(nn.Module):
         return state
 
     def _propagate_fast(self, state: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        if cpu_kernel.runs(state, self.channels, self.cell.perceive.out_features):
+            return cpu_kernel.propagate(state, values, self.cell.perceive, self.cell.update, self.steps, self.boundary,
+                                        self.activation_checkpointing)
         return propagate(state, values, self.cell.perceive, self.cell.update, self.steps, self.boundary,
                          self.activation_checkpointing)
 
@@ -117,15 +123,23 @@ class CubeLattice(nn.Module):
                         + self.cell.update.in_features * self.cell.update.out_features)
         return per_cell * math.prod(self.lattice) * self.steps
 
-    def bytes_per_sample(self, element_size: int = 4) -> int:
-        """Memory traffic of one forward as the fast path moves it, per sample.
+    def bytes_per_sample(self, device: str | torch.device = "cpu", training: bool = False) -> int:
+        """Memory traffic of one forward (or training step) as the fast path on ``device`` moves it, per sample.
 
-        Per cell and step: the 7C-wide neighbourhood is read and written by the gather and read by
-        ``perceive``; the hidden vector's constant term is read, the hidden vector written, read and
-        rewritten by ReLU and read by ``update``; the state is read and written by the update and
-        read and rewritten by its bias.
+        The CPU kernel, per cell and step: forward reads the state (C floats, padded to a multiple of 8) and the
+        external input and writes the next state, the neighbourhood and hidden layer staying in registers and
+        the sample's states in cache; training also writes each state for backward, which reads it back with
+        the external input and reads and writes the state gradient twice (identity path, then neighbours).
+        Torch's fast path, per cell and step: the 7C-wide neighbourhood is read and written by the gather and
+        read by ``perceive``; the hidden vector's constant term is read, the hidden vector written, read and
+        rewritten by ReLU and read by ``update``; the state is read and written by the update and read and
+        rewritten by its bias; training counts three times that.
         """
-        width = BLOCKS * self.channels
         hidden = self.cell.perceive.out_features
-        floats_per_cell_step = 3 * width + 5 * hidden + 4 * self.channels
-        return floats_per_cell_step * element_size * math.prod(self.lattice) * self.steps
+        if cpu_kernel.runs(torch.empty(0, device=device), self.channels, hidden):
+            padded = -(-self.channels // cpu_kernel.LANES) * cpu_kernel.LANES
+            floats_per_cell_step = (6 * padded + 2) if training else (2 * padded + 1)
+        else:
+            width = BLOCKS * self.channels
+            floats_per_cell_step = (3 if training else 1) * (3 * width + 5 * hidden + 4 * self.channels)
+        return floats_per_cell_step * 4 * math.prod(self.lattice) * self.steps

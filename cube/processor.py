@@ -60,5 +60,5 @@ class EmbeddingProcessor(nn.Module):
     def flops_per_sample(self) -> int:
         return self.lattice.flops_per_sample()
 
-    def bytes_per_sample(self) -> int:
-        return self.lattice.bytes_per_sample()
+    def bytes_per_sample(self, device: str | torch.device = "cpu", training: bool = False) -> int:
+        return self.lattice.bytes_per_sample(device, training)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A stand-in for the default base image where no registry can be reached but a Debian mirror can:
-# debootstrap a minimal Debian with python3 (3.11 on bookworm), venv and git, and `docker import` it.
+# debootstrap a minimal Debian with python3 (3.11 on bookworm), venv, git and gcc, and `docker import` it.
 #
 #   docker/make-base.sh [TAG]          (default cube-bench-base:bookworm; needs root, debootstrap, docker)
 #   docker build -f Dockerfile.cpu --build-arg BASE_IMAGE=cube-bench-base:bookworm ...
@@ -26,7 +26,7 @@ fi
 work=$(mktemp -d /tmp/cube-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 echo "make-base: debootstrap $suite from $mirror"
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,git \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,git,gcc,libc6-dev \
   "$suite" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 \
   || { tail -n 30 "$work/debootstrap.log" >&2; echo "make-base: debootstrap failed" >&2; exit 1; }
 rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*

@@ -75,7 +75,8 @@ def test_fitted_exponent_recovers_a_power_law():
 
 
 def test_roofline_bound_and_fractions():
-    line = roofline(flops_per_sample=100.0, bytes_per_sample=50.0, samples_per_s=1e6, peak_flops=1e9, bandwidth=1e8)
+    line = roofline(flops_per_sample=100.0, bytes_per_sample=50.0, samples_per_s=1e6, peak_flops=1e9,
+                    peak_measured_by="square float32 matmul", bandwidth=1e8)
     assert line["arithmetic_intensity"] == 2.0 and line["bound_by"] == "memory"
     assert line["roofline_bound_flops"] == pytest.approx(2e8)
     assert line["fraction_of_peak"] == pytest.approx(0.1) and line["fraction_of_roofline"] == pytest.approx(0.5)

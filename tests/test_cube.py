@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 import torch
 
+import cube.cpu_kernel as cpu_kernel
 import cube.propagation as propagation_module
 from cube.config import CubeConfig
 from cube.lattice import CubeLattice
@@ -113,6 +114,16 @@ SMALL_IDS = [f"{'x'.join(map(str, shape))}-{boundary}-{'pos' if pos else 'nopos'
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
+@pytest.fixture(params=["kernel", "torch"])
+def fast_path(request, monkeypatch) -> str:
+    """Run the test on both fast paths: the CPU kernel, and the torch ops it replaces on the CPU (used on GPUs)."""
+    if request.param == "torch":
+        monkeypatch.setattr(cpu_kernel, "runs", lambda *args: False)
+    elif cpu_kernel.supported() is not None:
+        pytest.skip(cpu_kernel.supported())
+    return request.param
+
+
 def random_lattice(shape, boundary, position_code, steps=4, seed=0, **kwargs) -> CubeLattice:
     """Every parameter freshly Gaussian, so no symmetry between blocks, axes or directions hides a mix-up."""
     lattice = CubeLattice(shape, channels=4, hidden=8, steps=steps, boundary=boundary, position_code=position_code,
@@ -142,7 +153,8 @@ def assert_same(got: tuple, want: tuple) -> None:
 
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
 @pytest.mark.parametrize(("shape", "boundary", "position_code"), SMALL, ids=SMALL_IDS)
-def test_fast_propagation_matches_autograd_on_outputs_and_every_gradient(shape, boundary, position_code, checkpointing):
+def test_fast_propagation_matches_autograd_on_outputs_and_every_gradient(shape, boundary, position_code, checkpointing,
+                                                                         fast_path):
     reference = random_lattice(shape, boundary, position_code, fast=False)
     fast = random_lattice(shape, boundary, position_code, activation_checkpointing=checkpointing)
     x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
@@ -152,7 +164,9 @@ def test_fast_propagation_matches_autograd_on_outputs_and_every_gradient(shape, 
 @pytest.mark.parametrize("slots", [0, 1, 2, 8])
 @pytest.mark.parametrize("steps", [1, 2, 7])
 def test_checkpointed_backward_gives_the_plain_gradients_whatever_its_slot_budget(monkeypatch, slots, steps):
-    """0 slots: every state recomputed from the start; 1-2: bisection that runs out of slots; 8: bisection all the way."""
+    """0 slots: every state recomputed from the start; 1-2: bisection that runs out of slots; 8: bisection all the way
+    (torch's fast path: the kernel recomputes a sample's states in one pass)."""
+    monkeypatch.setattr(cpu_kernel, "runs", lambda *args: False)
     plain = random_lattice((3, 4, 5), "walls", True, steps=steps)
     checkpointed = random_lattice((3, 4, 5), "walls", True, steps=steps, activation_checkpointing=True)
     monkeypatch.setattr(propagation_module, "CHECKPOINT_SLOTS", slots)
@@ -160,7 +174,7 @@ def test_checkpointed_backward_gives_the_plain_gradients_whatever_its_slot_budge
     assert_same(outputs_and_gradients(checkpointed, x), outputs_and_gradients(plain, x))
 
 
-def test_saved_memory_is_flat_in_steps_with_checkpointing_and_linear_without():
+def test_saved_memory_is_flat_in_steps_with_checkpointing_and_linear_without(fast_path):
     values = torch.randn(2, 4, 4, 4)
 
     def saved(steps: int, checkpointing: bool) -> int:
@@ -175,7 +189,7 @@ def test_saved_memory_is_flat_in_steps_with_checkpointing_and_linear_without():
     assert flat[0] < plain[1]
 
 
-def test_no_grad_forward_equals_the_recorded_forward():
+def test_no_grad_forward_equals_the_recorded_forward(fast_path):
     lattice = random_lattice((3, 4, 5), "walls", True)
     x = torch.randn(4, 3, 4, 5)
     with torch.no_grad():

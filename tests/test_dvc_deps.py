@@ -95,3 +95,12 @@ def test_the_report_stage_runs_no_training_embedding_or_evaluation_code():
     assert "harness/render/report.md.j2" in report
     assert not {"cube/trainer.py", "cube/teachers.py", "cube/embedded.py", "cube/baselines.py"} & report
     assert not [path for path in report if path.startswith("harness/stages/")]
+
+
+def test_every_c_source_is_listed_with_the_module_that_compiles_it_and_stages_running_it_depend_on_it():
+    from harness.workflows.code_deps import COMPILED
+
+    sources = {path.relative_to(ROOT).as_posix() for package in ("cube", "harness") for path in (ROOT / package).rglob("*.c")}
+    listed = {source for compiled in COMPILED.values() for source in compiled}
+    assert sources == listed, "a C source no module is listed as compiling: add it to code_deps.COMPILED"
+    assert "cube/kernels/cell_rule.c" in executed_by("evaluate")

@@ -220,15 +220,11 @@ def test_a_baseline_whose_peer_ratios_came_from_another_cpu_gates_none_of_them_a
 
 
 def test_a_retained_buffer_blowing_up_memory_fails_the_gate(copy):
-    propagation = copy / "cube/propagation.py"
-    plant(propagation, '''                recorded += [gathered, hidden]
-''', '''                recorded += [gathered, hidden]
-                RETAINED.append([t.clone() for t in (gathered, hidden) for _ in range(9)])  # planted: kept alive
-''')
-    anchor = "class Propagation(torch.autograd.Function):"
-    plant(propagation, anchor, "RETAINED: list = []\n\n\n" + anchor)
-    anchor = "        return final[: rule.rows].view(shape)"
-    plant(propagation, anchor, "        del RETAINED[:-steps]  # the latest call's copies stay, not every call's\n" + anchor)
+    kernel = copy / "cube/cpu_kernel.py"
+    anchor = "            ctx.save_for_backward(state if saved is None else saved, values)\n"
+    plant(kernel, anchor, anchor + "            RETAINED[:] = [t.clone() for t in (state, saved) if t is not None for _ in range(9)]  # planted\n")
+    anchor = "class KernelPropagation(torch.autograd.Function):"
+    plant(kernel, anchor, "RETAINED: list = []  # the latest call's copies stay alive\n\n\n" + anchor)
     harness("bench", cwd=copy)
     status, output, verdicts = gate(copy, timing=False)
     assert status == 1, output

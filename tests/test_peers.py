@@ -14,7 +14,7 @@ from harness.measure.peers import Conv3dReference, EagerReference, PerSampleLoop
 LATTICE = (3, 4, 5)  # non-cubic, so a swapped axis cannot go unnoticed
 CASES = [("walls", True), ("walls", False), ("periodic", True), ("periodic", False)]
 CASE_IDS = [f"{b}-{'pos' if p else 'nopos'}" for b, p in CASES]
-TOL = {"rtol": 1e-5, "atol": 1e-5}
+TOL = {"rtol": 1e-5, "atol": 2e-5}  # sums in another order than the cube's kernel adds them
 
 
 def randomise(module: nn.Module, seed: int = 0, scale: float = 0.3) -> None:

@@ -487,10 +487,10 @@ def targets_table(targets: list[SpeedTarget]) -> str:
 
 
 def _roofline_table(lines: Roofline) -> str:
-    return _table(["phase", "MFLOP/sample", "MiB/sample", "FLOP/byte", "achieved GFLOP/s", "peak matmul GFLOP/s",
+    return _table(["phase", "MFLOP/sample", "MiB/sample", "FLOP/byte", "achieved GFLOP/s", "peak GFLOP/s",
                    "copy GB/s", "roofline bound GFLOP/s", "of peak", "of roofline"],
                   [[phase, f"{v.flops_per_sample / 1e6:.1f}", f"{v.bytes_per_sample / 2**20:.2f}",
-                    f"{v.arithmetic_intensity:.2f}", f"{v.achieved_flops / 1e9:.2f}", f"{v.peak_matmul_flops / 1e9:.1f}",
+                    f"{v.arithmetic_intensity:.2f}", f"{v.achieved_flops / 1e9:.2f}", f"{v.peak_flops / 1e9:.1f}",
                     f"{v.copy_bandwidth_bytes / 1e9:.1f}", f"{v.roofline_bound_flops / 1e9:.1f} ({v.bound_by})",
                     f"{100 * v.fraction_of_peak:.2f}%", f"{100 * v.fraction_of_roofline:.1f}%"]
                    for phase, v in (("forward", lines.forward), ("train", lines.train))])

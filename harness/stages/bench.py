@@ -28,7 +28,7 @@ from harness.measure.doctor import diagnose
 from harness.measure.numerics_cost import measure_numerics_cost
 from harness.measure.peer_ratios import INDEPENDENT_PEERS, measure_peers
 from harness.measure.phases import PHASES, batch_inputs, measure_phase, phases
-from harness.measure.roofline import measure_copy_bandwidth, measure_matmul_flops, roofline
+from harness.measure.roofline import measure_copy_bandwidth, measure_peak_flops, roofline
 from harness.measure.scaling import run_scaling
 from harness.measure.trackers import counted_flops, saved_activation_bytes
 from harness.store.results import Bench, SpeedHeadline, read_card, write_result
@@ -120,14 +120,15 @@ def run_bench(params: Params) -> Bench:
     cost = measure_numerics_cost(params, dim, device.type)
 
     log.info("device peaks and roofline")
-    peak_flops, bandwidth = measure_matmul_flops(device), measure_copy_bandwidth(device)
+    (peak_flops, peak_by), bandwidth = measure_peak_flops(device, model), measure_copy_bandwidth(device)
     largest = max(bench.batch_sizes)
     best = {phase: next(r for r in rows if r["phase"] == phase and r["batch_size"] == largest) for phase in PHASES}
-    flops, moved = model.flops_per_sample(), model.bytes_per_sample()
+    flops, moved = model.flops_per_sample(), model.bytes_per_sample(device)
+    train_moved = model.bytes_per_sample(device, training=True)
     lines = {
-        "forward": roofline(flops, moved, best["forward"]["samples_per_s"], peak_flops, bandwidth),
-        "train": roofline(TRAIN_FLOPS_FACTOR * flops, TRAIN_FLOPS_FACTOR * moved, best["train"]["samples_per_s"],
-                          peak_flops, bandwidth),
+        "forward": roofline(flops, moved, best["forward"]["samples_per_s"], peak_flops, peak_by, bandwidth),
+        "train": roofline(TRAIN_FLOPS_FACTOR * flops, train_moved, best["train"]["samples_per_s"], peak_flops, peak_by,
+                          bandwidth),
     }
 
     log.info("scaling against lattice side %s and steps %s", bench.lattice_sides, bench.steps_sweep)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from cube import atomic
 from cube.card import TeacherInfo
@@ -244,7 +244,9 @@ class RooflineLine(Strict):
     bytes_per_sample: Number
     arithmetic_intensity: Number
     achieved_flops: Number
-    peak_matmul_flops: Number
+    # files written before the cube had its CPU kernel name the peak peak_matmul_flops, always a square matmul's
+    peak_flops: Number = Field(validation_alias=AliasChoices("peak_flops", "peak_matmul_flops"))
+    peak_measured_by: str = "square float32 matmul"
     copy_bandwidth_bytes: Number
     roofline_bound_flops: Number
     bound_by: str

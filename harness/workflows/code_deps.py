@@ -2,8 +2,8 @@
 
 The code a stage executes is found statically: the imports of ``harness/__main__.py`` at module level and inside
 the stage's command function, followed through every module of ``cube`` and ``harness`` they reach (imports inside
-functions included, so this over-approximates what runs), and the templates those modules render (``report.md.j2``
-beside ``report.py``). ``cube/config.py`` holds the defaults of keys params.yaml
+functions included, so this over-approximates what runs), the templates those modules render (``report.md.j2``
+beside ``report.py``) and the C sources they compile (``COMPILED``). ``cube/config.py`` holds the defaults of keys params.yaml
 leaves out, so a stage that reads its settings executes it and lists it like any other code. A stage that depends on
 a whole package folder (the reliability drills) is left as it is.
 
@@ -23,6 +23,7 @@ from cube import atomic
 from harness import paths
 
 PACKAGES = ("cube", "harness")
+COMPILED = {"cube/cpu_kernel.py": ("cube/kernels/cell_rule.c",)}  # module -> the C sources it builds and runs
 
 
 def module_file(name: str, root: Path = paths.REPO) -> Path | None:
@@ -112,7 +113,7 @@ def executed_by(command: str, root: Path = paths.REPO) -> set[str]:
             top |= imported_names(node, "harness.__main__")
     function = next(n for n in main.body if isinstance(n, ast.FunctionDef) and n.name == f"cmd_{command}")
     modules = closure(top | imported_names(function, "harness.__main__"), root) | {"harness/__main__.py"}
-    return modules | templates_of(modules, root)
+    return modules | templates_of(modules, root) | {source for module in modules for source in COMPILED.get(module, ())}
 
 
 def templates_of(modules: set[str], root: Path = paths.REPO) -> set[str]:
@@ -125,7 +126,7 @@ def templates_of(modules: set[str], root: Path = paths.REPO) -> set[str]:
 
 
 def is_code(dep: str) -> bool:
-    return dep.split("/")[0] in PACKAGES and dep.endswith((".py", ".j2"))
+    return dep.split("/")[0] in PACKAGES and dep.endswith((".py", ".j2", ".c"))
 
 
 def stage_bodies(document: dict) -> list[tuple[str, dict]]:
