@@ -74,6 +74,21 @@ def test_fitted_exponent_recovers_a_power_law():
     assert fitted_exponent([4.0], [1.0]) is None
 
 
+def test_the_roofline_peak_is_that_of_the_code_that_runs_the_cube():
+    import math
+
+    import cube.cpu_kernel as cpu_kernel
+    from cube.config import CubeConfig
+    from cube.processor import EmbeddingProcessor
+    from harness.measure.roofline import measure_peak_flops
+
+    model = EmbeddingProcessor(384, CubeConfig())
+    peak, measured_by = measure_peak_flops(torch.device("cpu"), model)
+    assert math.isfinite(peak) and peak > 0
+    assert measured_by.startswith("AVX2 FMA") == (cpu_kernel.supported() is None)
+    assert model.bytes_per_sample("cpu", training=True) > model.bytes_per_sample("cpu")
+
+
 def test_roofline_bound_and_fractions():
     line = roofline(flops_per_sample=100.0, bytes_per_sample=50.0, samples_per_s=1e6, peak_flops=1e9,
                     peak_measured_by="square float32 matmul", bandwidth=1e8)

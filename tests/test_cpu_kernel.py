@@ -109,3 +109,20 @@ def test_the_library_is_built_once_per_source_into_the_cache(monkeypatch, tmp_pa
         assert sorted(tmp_path.iterdir()) == built and built[0].stat().st_mtime_ns == stamp
     finally:
         cpu_kernel.library.cache_clear()
+
+
+def test_torchs_flop_counter_sees_the_kernels_work_forward_and_backward():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lattice = CubeLattice((8, 8, 6))  # channels 8, hidden 32: no padding lanes
+    x = torch.randn(2, 8, 8, 6)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        lattice(x)
+    forward = lattice.flops_per_sample() * 2
+    linears = 2 * 2 * 384 * (1 * 8 + 8 * 1)  # seed_state and readout, batch 2
+    assert counter.get_total_flops() == forward + linears
+    with FlopCounterMode(display=False) as counter:
+        lattice(x).sum().backward()
+    backward = cpu_kernel.kernel_flops(2, 384, 8, 32, 10, "backward")
+    assert backward > 2 * forward
+    assert counter.get_total_flops() >= forward + backward

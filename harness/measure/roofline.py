@@ -15,6 +15,9 @@ from cube import cpu_kernel
 from harness.measure.trackers import time_calls
 
 
+PEAK_ROUNDS, PEAK_REPEATS = 60_000_000, 5  # 9.6 GFLOP per thread and run
+
+
 def measure_matmul_flops(device: torch.device, size: int | None = None, repeats: int = 5) -> float:
     """FLOP/s of a square float32 matmul: the practical compute ceiling for float32 work here."""
     size = size or (8192 if device.type == "cuda" else 1024)
@@ -34,7 +37,10 @@ def measure_peak_flops(device: torch.device, model: torch.nn.Module) -> tuple[fl
     probe = torch.zeros(1, device=device)
     if cpu_kernel.runs(probe, lattice.channels, lattice.cell.perceive.out_features):
         threads = torch.get_num_threads()
-        return cpu_kernel.fma_peak_flops(), f"AVX2 FMA, 8 lanes, {threads} thread{'s' * (threads > 1)}"
+        # a ceiling: the best of several runs of about a quarter second each, so a late-starting thread or a
+        # neighbour's burst on a shared machine does not pass for the CPU's limit
+        best = max(cpu_kernel.fma_peak_flops(rounds=PEAK_ROUNDS) for _ in range(PEAK_REPEATS))
+        return best, f"AVX2 FMA, 8 lanes, {threads} thread{'s' * (threads > 1)}, best of {PEAK_REPEATS}"
     return measure_matmul_flops(device), "square float32 matmul"
 
 

@@ -62,8 +62,8 @@ def numerics_sentence(folder: Path) -> str:
         return (" Computed before the numerics were recorded or pinned: its figures recompute to the bit only on a "
                 "CPU of the kind that made them (docs/portability.md).")
     pins = f" ({', '.join(f'{name}={value}' for name, value in cpu.pins.items())})" if cpu.pins else ""
-    return (f" Numerics `{cpu.numerics}`{pins} on an {cpu.model}: the figures recompute to the bit on "
-            f"{RECOMPUTES_ON[cpu.numerics]}.")
+    return (f" Numerics `{cpu.numerics}`{pins} on an {cpu.model}: the figures recompute to the bit, at the revision "
+            f"that made them (the report's first line), on {RECOMPUTES_ON[cpu.numerics]}.")
 
 
 def section(title: str, folder: Path) -> list[str]:
