@@ -89,7 +89,8 @@ def test_a_missing_compiler_is_a_clear_error_not_a_silent_fallback(monkeypatch, 
     monkeypatch.setenv("CUBE_KERNEL_CACHE", str(tmp_path))
     cpu_kernel.library.cache_clear()
     try:
-        with pytest.raises(cpu_kernel.KernelUnavailable, match="no C compiler 'no-such-compiler-cube-bench'.*apt-get install gcc"):
+        wanted = "no C compiler 'no-such-compiler-cube-bench'.*apt-get install gcc"
+        with pytest.raises(cpu_kernel.KernelUnavailable, match=wanted):
             random_lattice((2, 2, 2), 4, 8)(torch.zeros(1, 2, 2, 2))
     finally:
         cpu_kernel.library.cache_clear()

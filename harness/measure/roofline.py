@@ -14,7 +14,6 @@ import torch
 from cube import cpu_kernel
 from harness.measure.trackers import time_calls
 
-
 PEAK_ROUNDS, PEAK_REPEATS = 60_000_000, 5  # 9.6 GFLOP per thread and run
 
 
