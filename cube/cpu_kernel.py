@@ -1,10 +1,12 @@
-"""The cell rule's CPU kernel (``cube/kernels/cell_rule.c``): built on first use, called through ctypes.
+"""The cube lattice's CPU kernel (``cube/kernels/cell_rule.c``: seed, cell rule, readout): built on first use,
+called through ctypes.
 
 Why a kernel of our own: under the portable pins the BLAS runs its SSE2 branch, the one MKL runs alike on
 every x86-64 CPU, and the cell rule's skinny matmuls (7C -> H -> C per cell) ran there at a fifth of what
 the CPU can do. The kernel fixes the order of every addition itself (vector lanes hold different outputs,
 never parts of one sum; explicit FMAs; no compiler contraction), so it gives the same bits on any CPU with
-AVX2 and FMA under both numerics modes, at any thread count, and it keeps each sample's states in cache.
+AVX2 and FMA under both numerics modes, at any thread count, and it keeps each sample's states in cache (backward
+recomputes them there rather than keeping them in memory).
 
 The library is compiled once per source, flags and compiler into the user's cache folder
 (``$CUBE_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/cube-bench/kernels``). The compiler is ``$CC``, else ``cc``.
@@ -24,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,7 +49,8 @@ class KernelUnavailable(RuntimeError):
 
 class _Rule(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int64) for name in ("cells", "channels", "cpad", "hidden", "hpad", "steps")] + [
-        ("table", ctypes.c_void_p), *[(name, ctypes.c_void_p) for name in ("pk", "pw", "pe", "pb", "ut", "un", "ub")]]
+        ("table", ctypes.c_void_p), *[(name, ctypes.c_void_p) for name in (
+            "pk", "pw", "pe", "pb", "ut", "un", "ub", "sw", "sb", "pos", "rw", "rb")]]
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,15 +94,22 @@ def library() -> ctypes.CDLL:
     key = hashlib.sha256("\0".join([SOURCE.read_text(encoding="utf-8"), *FLAGS, version]).encode()).hexdigest()[:16]
     target = _cache_folder() / f"cell_rule-{key}.so"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-            built = Path(scratch) / target.name
-            result = subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE)], capture_output=True, text=True)
-            if result.returncode != 0:
-                raise KernelUnavailable(f"compiling {SOURCE} with {compiler} failed:\n{result.stderr.strip()}")
-            os.replace(built, target)  # atomic: a concurrent build leaves one whole file either way
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+                built = Path(scratch) / target.name
+                result = subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE)], capture_output=True,
+                                        text=True)
+                if result.returncode != 0:
+                    raise KernelUnavailable(f"compiling {SOURCE} with {compiler} failed:\n{result.stderr.strip()}")
+                os.replace(built, target)  # atomic: a concurrent build leaves one whole file either way
+        except OSError as error:
+            raise KernelUnavailable(f"the cell rule's CPU kernel is built into {target.parent}, which cannot be "
+                                    f"written ({error.strerror}): set CUBE_KERNEL_CACHE to a folder you can write"
+                                    ) from None
     lib = ctypes.CDLL(str(target))
     lib.cube_gradient_width.restype = ctypes.c_int64
+    lib.cube_record_width.restype = ctypes.c_int64
     lib.cube_fma_peak.restype = ctypes.c_float
     lib.cube_fma_peak.argtypes = [ctypes.c_int64]
     return lib
@@ -127,153 +138,164 @@ def _round_up(value: int, multiple: int = LANES) -> int:
 
 
 class _Weights:
-    """The cell rule's parameters laid out as the kernel reads them (see cell_rule.c), exact copies only."""
+    """The lattice's parameters laid out as the kernel reads them (see cell_rule.c), exact copies only."""
 
-    def __init__(self, lattice: tuple[int, int, int], boundary: str, steps: int, perceive_weight: torch.Tensor,
-                 perceive_bias: torch.Tensor, update_weight: torch.Tensor, update_bias: torch.Tensor) -> None:
+    def __init__(self, lattice: tuple[int, int, int], boundary: str, steps: int,
+                 params: Sequence[torch.Tensor | None]) -> None:
         from cube.propagation import neighbour_table  # the fast path's own table: one order and boundary rule
 
+        (seed_weight, seed_bias, position, perceive_weight, perceive_bias, update_weight, update_bias, readout_weight,
+         readout_bias) = (t.detach().float() if t is not None else None for t in params)
         hidden, channels = perceive_weight.shape[0], update_weight.shape[0]
         hpad, cpad, width = _round_up(hidden), _round_up(channels), BLOCKS * channels
-        weight, update = perceive_weight.detach().float(), update_weight.detach().float()
         zeros = functools.partial(torch.zeros, dtype=torch.float32)
         self.table = neighbour_table(lattice, boundary).to(torch.int32).contiguous()
-        self.pk = zeros(width, hpad)
-        self.pk[:, :hidden] = weight[:, :width].t()
-        self.pw = zeros(hpad, BLOCKS, cpad)
-        self.pw[:hidden, :, :channels] = weight[:, :width].view(hidden, BLOCKS, channels)
-        self.pe, self.pb = zeros(hpad), zeros(hpad)
-        self.pe[:hidden], self.pb[:hidden] = weight[:, width], perceive_bias.detach()
-        self.ut, self.un, self.ub = zeros(hpad, cpad), zeros(cpad, hpad), zeros(cpad)
-        self.ut[:hidden, :channels], self.un[:channels, :hidden] = update.t(), update
-        self.ub[:channels] = update_bias.detach()
-        self.hidden, self.channels, self.hpad, self.cpad = hidden, channels, hpad, cpad
         self.cells = self.table.shape[0]
+        self.pk = zeros(width, hpad)
+        self.pk[:, :hidden] = perceive_weight[:, :width].t()
+        self.pw = zeros(hpad, BLOCKS, cpad)
+        self.pw[:hidden, :, :channels] = perceive_weight[:, :width].view(hidden, BLOCKS, channels)
+        self.pe, self.pb = zeros(hpad), zeros(hpad)
+        self.pe[:hidden], self.pb[:hidden] = perceive_weight[:, width], perceive_bias
+        self.ut, self.un, self.ub = zeros(hpad, cpad), zeros(cpad, hpad), zeros(cpad)
+        self.ut[:hidden, :channels], self.un[:channels, :hidden] = update_weight.t(), update_weight
+        self.ub[:channels] = update_bias
+        self.sw, self.sb, self.rw = zeros(cpad), zeros(cpad), zeros(cpad)
+        self.sw[:channels], self.sb[:channels] = seed_weight[:, 0], seed_bias
+        self.rw[:channels], self.rb = readout_weight[0], readout_bias.reshape(1).contiguous()
+        self.pos = None
+        if position is not None:
+            self.pos = zeros(self.cells, cpad)
+            self.pos[:, :channels] = position.reshape(self.cells, channels)
+        self.hidden, self.channels, self.hpad, self.cpad = hidden, channels, hpad, cpad
         self.rule = _Rule(self.cells, channels, cpad, hidden, hpad, steps, self.table.data_ptr(),
-                          *(t.data_ptr() for t in (self.pk, self.pw, self.pe, self.pb, self.ut, self.un, self.ub)))
+                          *(_pointer(t).value for t in (self.pk, self.pw, self.pe, self.pb, self.ut, self.un,
+                                                        self.ub, self.sw, self.sb, self.pos, self.rw, self.rb)))
 
-    def unpack(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-layout parameter gradients (the kernel's order) -> (perceive weight, perceive bias, update weight,
-        update bias) gradients in the parameters' shapes."""
+    def unpack(self, packed: torch.Tensor, position_shape: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """Per-layout parameter gradients (the kernel's order) -> gradients in the parameters' shapes, in the
+        order of ``LATTICE_PARAMETERS`` (an empty tensor for a missing position code)."""
         width, hidden, channels, hpad, cpad = BLOCKS * self.channels, self.hidden, self.channels, self.hpad, self.cpad
-        pk, pe, pb, ut, ub = packed.split([width * hpad, hpad, hpad, hpad * cpad, cpad])
+        sizes = [width * hpad, hpad, hpad, hpad * cpad, cpad, cpad, cpad, cpad, 1]
+        pk, pe, pb, ut, ub, sw, sb, rw, rb, pos = packed.split([*sizes, packed.numel() - sum(sizes)])
         perceive = torch.cat([pk.view(width, hpad)[:, :hidden].t(), pe[:hidden].view(hidden, 1)], dim=1)
-        return perceive, pb[:hidden].clone(), ut.view(hpad, cpad)[:hidden, :channels].t().contiguous(), ub[:channels].clone()
+        position = (pos.view(self.cells, cpad)[:, :channels].reshape(*position_shape) if self.pos is not None
+                    else packed.new_empty(0))
+        grads = (sw[:channels].reshape(channels, 1), sb[:channels], position, perceive, pb[:hidden],
+                 ut.view(hpad, cpad)[:hidden, :channels].t(), ub[:channels], rw[:channels].reshape(1, channels), rb)
+        return tuple(grad.clone(memory_format=torch.contiguous_format) for grad in grads)  # no output aliases another
+
+
+LATTICE_PARAMETERS = ("seed weight", "seed bias", "position", "perceive weight", "perceive bias", "update weight",
+                      "update bias", "readout weight", "readout bias")
 
 
 def _pointer(tensor: torch.Tensor | None) -> ctypes.c_void_p:
     return ctypes.c_void_p(tensor.data_ptr() if tensor is not None and tensor.numel() else None)
 
 
-@torch.library.custom_op("cube::cell_rule_forward", mutates_args=(), device_types="cpu")
-def cell_rule_forward(state: torch.Tensor, values: torch.Tensor, perceive_weight: torch.Tensor,
-                      perceive_bias: torch.Tensor, update_weight: torch.Tensor, update_bias: torch.Tensor, steps: int,
-                      boundary: str, record: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(final state, every state s_0 .. s_{T-1} as (B, T, N, Cp) if ``record`` else an empty tensor)."""
-    weights = _Weights(tuple(state.shape[1:4]), boundary, steps, perceive_weight, perceive_bias, update_weight,
-                       update_bias)
-    batch = state.shape[0]
-    state, values = state.float().contiguous(), values.float().contiguous()
-    final = torch.empty_like(state)
-    saved = state.new_empty(batch, steps, weights.cells, weights.cpad) if record else state.new_empty(0)
-    lib, rule = library(), ctypes.byref(weights.rule)
+@torch.library.custom_op("cube::lattice_forward", mutates_args=(), device_types="cpu")
+def lattice_forward(values: torch.Tensor, seed_weight: torch.Tensor, seed_bias: torch.Tensor,
+                    position: torch.Tensor | None, perceive_weight: torch.Tensor, perceive_bias: torch.Tensor,
+                    update_weight: torch.Tensor, update_bias: torch.Tensor, readout_weight: torch.Tensor,
+                    readout_bias: torch.Tensor, steps: int, boundary: str) -> torch.Tensor:
+    """The lattice's outputs (B, X, Y, Z) for the cells' values (B, X, Y, Z)."""
+    weights = _Weights(tuple(values.shape[1:4]), boundary, steps, (
+        seed_weight, seed_bias, position, perceive_weight, perceive_bias, update_weight, update_bias, readout_weight,
+        readout_bias))
+    batch, lib, rule = values.shape[0], library(), ctypes.byref(weights.rule)
+    values = values.float().contiguous()
+    out = torch.empty_like(values)
     parallel(lambda first, last, work: lib.cube_forward(
-        rule, _pointer(state), _pointer(values), _pointer(final), _pointer(saved), ctypes.c_int64(first),
-        ctypes.c_int64(last), ctypes.c_void_p(work)), batch, 2 * weights.cells * weights.cpad + weights.cpad)
-    return final, saved
+        rule, _pointer(values), _pointer(out), ctypes.c_int64(first), ctypes.c_int64(last), ctypes.c_void_p(work)),
+        batch, 2 * weights.cells * weights.cpad + weights.cpad)
+    return out
 
 
-@torch.library.custom_op("cube::cell_rule_backward", mutates_args=(), device_types="cpu")
-def cell_rule_backward(states: torch.Tensor, checkpointed: bool, values: torch.Tensor, perceive_weight: torch.Tensor,
-                       perceive_bias: torch.Tensor, update_weight: torch.Tensor, update_bias: torch.Tensor,
-                       grad_output: torch.Tensor, steps: int, boundary: str
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients (state, values, perceive weight, perceive bias, update weight, update bias) from the recorded
-    states, or with ``checkpointed`` from the initial state (each sample's states recomputed)."""
-    weights = _Weights(tuple(grad_output.shape[1:4]), boundary, steps, perceive_weight, perceive_bias, update_weight,
-                       update_bias)
-    batch, cells = values.shape[0], weights.cells
+@torch.library.custom_op("cube::lattice_backward", mutates_args=(), device_types="cpu")
+def lattice_backward(values: torch.Tensor, seed_weight: torch.Tensor, seed_bias: torch.Tensor,
+                     position: torch.Tensor | None, perceive_weight: torch.Tensor, perceive_bias: torch.Tensor,
+                     update_weight: torch.Tensor, update_bias: torch.Tensor, readout_weight: torch.Tensor,
+                     readout_bias: torch.Tensor, grad_output: torch.Tensor, steps: int, boundary: str
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of the values and of ``LATTICE_PARAMETERS``, each sample's states and hidden layers recomputed
+    from its values in the thread's scratch (in cache)."""
+    weights = _Weights(tuple(values.shape[1:4]), boundary, steps, (
+        seed_weight, seed_bias, position, perceive_weight, perceive_bias, update_weight, update_bias, readout_weight,
+        readout_bias))
+    batch, cells, cpad = values.shape[0], weights.cells, weights.cpad
     lib, rule = library(), ctypes.byref(weights.rule)
-    grad_output = grad_output.float().contiguous()
-    grad_state, grad_values = torch.empty_like(grad_output), torch.empty_like(values)
+    values, grad_output = values.float().contiguous(), grad_output.float().contiguous()
+    grad_values = torch.empty_like(values)
     width = lib.cube_gradient_width(rule)
     per_sample = values.new_empty(batch, width)
-    scratch = 2 * (cells + 1) * weights.cpad + weights.cpad + ((steps + 2) * cells * weights.cpad if checkpointed else 0)
-    state0, saved = (states, None) if checkpointed else (None, states)
     parallel(lambda first, last, work: lib.cube_backward(
-        rule, _pointer(state0), _pointer(saved), _pointer(values), _pointer(grad_output), _pointer(grad_state),
-        _pointer(grad_values), _pointer(per_sample), ctypes.c_int64(first), ctypes.c_int64(last),
-        ctypes.c_void_p(work)), batch, scratch)
+        rule, _pointer(values), _pointer(grad_output), _pointer(grad_values), _pointer(per_sample),
+        ctypes.c_int64(first), ctypes.c_int64(last), ctypes.c_void_p(work)),
+        batch, 2 * (cells + 1) * cpad + cpad + lib.cube_record_width(rule))
     summed = values.new_empty(width)
     parallel(lambda first, last, _: lib.cube_sum_rows(
         _pointer(per_sample), ctypes.c_int64(batch), ctypes.c_int64(width), _pointer(summed), ctypes.c_int64(first),
         ctypes.c_int64(last)), width, 0)
-    return grad_state, grad_values, *weights.unpack(summed)
+    return grad_values, *weights.unpack(summed, position.shape if position is not None else ())
 
 
 def kernel_flops(batch: int, cells: int, channels: int, hidden: int, steps: int, phase: str) -> int:
-    """FLOPs (2 per multiply-add) the kernel issues, padding lanes included: "forward", "backward" (which
-    recomputes each step's hidden layer) or "recompute" (the checkpointed backward's extra forward)."""
+    """FLOPs (2 per multiply-add) the kernel issues, padding lanes included: "forward", or "backward" (which
+    recomputes the forward's states and hidden layers first). The seed and readout (C multiply-adds each per
+    cell, and as many per cell for each of their two gradients) are counted once per cell."""
     hpad, cpad, width = _round_up(hidden), _round_up(channels), BLOCKS * channels
     forward = width * hpad + hpad + hpad * cpad  # perceive (with the external column), update
-    backward = (width * hpad + hpad) + hpad * cpad + channels * hpad + 2 * hpad + width * hpad + hpad * BLOCKS * cpad
-    per_cell_step = {"forward": forward, "backward": backward, "recompute": forward}[phase]
-    return 2 * per_cell_step * batch * cells * steps
+    backward = hpad * cpad + channels * hpad + 2 * hpad + width * hpad + hpad * BLOCKS * cpad
+    per_step, per_cell = {"forward": (forward, 2 * channels),
+                          "backward": (forward + backward, 2 * channels + 4 * channels)}[phase]
+    return 2 * batch * cells * (per_step * steps + per_cell)
 
 
-@register_flop_formula(torch.ops.cube.cell_rule_forward)
-def _forward_flops(state_shape, values_shape, perceive_shape, *args, **kwargs) -> int:
-    steps, batch, cells = args[3], state_shape[0], math.prod(state_shape[1:4])
-    return kernel_flops(batch, cells, state_shape[4], perceive_shape[0], steps, "forward")
+@register_flop_formula(torch.ops.cube.lattice_forward)
+def _forward_flops(values_shape, seed_shape, seed_bias_shape, position_shape, perceive_shape, *args, **kwargs) -> int:
+    steps, batch, cells, channels = args[5], values_shape[0], math.prod(values_shape[1:4]), seed_shape[0]
+    return kernel_flops(batch, cells, channels, perceive_shape[0], steps, "forward")
 
 
-@register_flop_formula(torch.ops.cube.cell_rule_backward)
-def _backward_flops(states_shape, checkpointed, values_shape, perceive_shape, perceive_bias_shape, update_shape,
-                    update_bias_shape, grad_shape, steps, *args, **kwargs) -> int:
-    batch, cells, channels, hidden = grad_shape[0], math.prod(grad_shape[1:4]), grad_shape[4], perceive_shape[0]
-    extra = kernel_flops(batch, cells, channels, hidden, steps, "recompute") if checkpointed else 0
-    return kernel_flops(batch, cells, channels, hidden, steps, "backward") + extra
+@register_flop_formula(torch.ops.cube.lattice_backward)
+def _backward_flops(values_shape, seed_shape, seed_bias_shape, position_shape, perceive_shape, *args,
+                    **kwargs) -> int:
+    steps, batch, cells, channels = args[6], values_shape[0], math.prod(values_shape[1:4]), seed_shape[0]
+    return kernel_flops(batch, cells, channels, perceive_shape[0], steps, "backward")
 
 
-class KernelPropagation(torch.autograd.Function):
-    """T steps of the cell rule through the CPU kernel, from an initial (B, X, Y, Z, C) state to the final one.
+class KernelLattice(torch.autograd.Function):
+    """Seed, T steps of the cell rule and readout through the CPU kernel, from the cells' values (B, X, Y, Z) to
+    their outputs (B, X, Y, Z).
 
-    Forward keeps every state s_0 .. s_{T-1} (C floats per cell and step, padded to 8) for the backward,
-    which recomputes each step's hidden layer from them, one sample at a time, in cache. ``checkpointed``
-    keeps only the initial state and recomputes each sample's states in backward: saved memory flat in T,
-    the same gradients to the bit, one more forward of work.
+    Forward keeps only the values. Backward recomputes, one sample at a time, that sample's states s_0 .. s_T
+    and hidden layers in the thread's scratch and goes back through them there, in cache: writing them to memory
+    in forward and reading them back costs more here than computing them again (one more forward of work), and
+    the memory saved for backward is the input's, whatever the steps. So ``activation_checkpointing`` changes
+    nothing on this path.
     """
 
     @staticmethod
-    def forward(ctx, state: torch.Tensor, values: torch.Tensor, perceive_weight: torch.Tensor,
-                perceive_bias: torch.Tensor, update_weight: torch.Tensor, update_bias: torch.Tensor, steps: int,
-                boundary: str, checkpointed: bool) -> torch.Tensor:
-        recording = any(ctx.needs_input_grad)
-        final, saved = cell_rule_forward(state, values, perceive_weight, perceive_bias, update_weight, update_bias,
-                                         steps, boundary, recording and not checkpointed)
-        if recording:
-            ctx.save_for_backward(state if checkpointed else saved, values, perceive_weight, perceive_bias,
-                                  update_weight, update_bias)
-            ctx.steps, ctx.boundary, ctx.checkpointed = steps, boundary, checkpointed
-        return final
+    def forward(ctx, values: torch.Tensor, steps: int, boundary: str, *params: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(values, *params)
+        ctx.steps, ctx.boundary = steps, boundary
+        return lattice_forward(values, *params, steps, boundary)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        states, values, *weights = ctx.saved_tensors
-        grads = cell_rule_backward(states, ctx.checkpointed, values, *weights, grad_output, ctx.steps, ctx.boundary)
-        return (*grads, None, None, None)
+        values, *params = ctx.saved_tensors
+        grad_values, *grads = lattice_backward(values, *params, grad_output, ctx.steps, ctx.boundary)
+        return grad_values, None, None, *(grad if param is not None else None for grad, param in zip(grads, params))
 
 
-def propagate(state: torch.Tensor, values: torch.Tensor, perceive: torch.nn.Linear, update: torch.nn.Linear,
-              steps: int, boundary: str, checkpointing: bool) -> torch.Tensor:
-    """``steps`` applications of the cell rule to ``state`` (B, X, Y, Z, C) with external input ``values``
-    (B, X, Y, Z), in the CPU kernel (recording for backward only where a gradient is wanted)."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (state, values, *perceive.parameters(),
-                                                                  *update.parameters())):
-        return KernelPropagation.apply(state, values, perceive.weight, perceive.bias, update.weight, update.bias,
-                                       steps, boundary, checkpointing)
-    return cell_rule_forward(state, values, perceive.weight, perceive.bias, update.weight, update.bias, steps,
-                             boundary, False)[0]
+def lattice(values: torch.Tensor, params: Sequence[torch.Tensor | None], steps: int, boundary: str) -> torch.Tensor:
+    """The lattice's outputs (B, X, Y, Z) for the cells' values (B, X, Y, Z), in the CPU kernel, with ``params``
+    the tensors ``LATTICE_PARAMETERS`` names (position None where there is none)."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (values, *params)):
+        return KernelLattice.apply(values, steps, boundary, *params)
+    return lattice_forward(values, *params, steps, boundary)
 
 
 def fma_peak_flops(rounds: int = 20_000_000) -> float:

@@ -4,8 +4,9 @@ Layout is channels-last: states are (B, X, Y, Z, C). Every cell runs the same sm
 [own state, 6 face neighbours, external input] and adds the result to its state; all cells and all
 samples update at once, T times. ``step`` is the rule as written here, differentiated by autograd; by
 default the lattice computes the same function (to float rounding) with the CPU kernel of ``cube.cpu_kernel``
-on an x86-64 CPU with AVX2 and FMA, and with ``cube.propagation`` (torch ops with a hand-written backward)
-elsewhere, e.g. on a GPU. Autocast (mixed precision belongs to autograd's ops) and ``fast=False`` use ``step``.
+on an x86-64 CPU with AVX2 and FMA (seed, steps and readout in one call), and with ``cube.propagation`` (torch
+ops with a hand-written backward) elsewhere, e.g. on a GPU. Autocast (mixed precision belongs to autograd's
+ops) and ``fast=False`` use ``step``.
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ class CubeLattice(nn.Module):
     and is fed to the cell rule at every step. Output: one value per cell read
     from the final state by a shared linear readout, (B, X, Y, Z).
 
-    ``fast`` (the default) propagates with the CPU kernel where it runs (``cube.cpu_kernel``), else with
-    ``Propagation``; ``fast=False`` (and autocast) with autograd over ``step``. ``activation_checkpointing``
-    keeps the memory saved for backward flat in the number of steps (the kernel and ``Propagation`` recompute
-    the states in backward; on the autograd path, each step is checkpointed).
+    ``fast`` (the default) runs the CPU kernel where it runs (``cube.cpu_kernel``), else propagates with
+    ``Propagation``; ``fast=False`` (and autocast) with autograd over ``step``. The kernel keeps only the input
+    for backward and recomputes each sample's states there. ``activation_checkpointing`` keeps the memory saved
+    for backward flat in the number of steps on the other paths (``Propagation`` recomputes the states in
+    backward; on the autograd path, each step is checkpointed).
     """
 
     def __init__(
@@ -92,12 +94,19 @@ class CubeLattice(nn.Module):
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         if tuple(values.shape[1:]) != self.lattice:
             raise ValueError(f"expected (batch, {self.lattice}) cell inputs, got {tuple(values.shape)}")
+        fast = self.fast and not torch.is_autocast_enabled(values.device.type)
+        if fast and cpu_kernel.runs(values, self.channels, self.cell.perceive.out_features):
+            params = (self.seed_state.weight, self.seed_state.bias, self.position, self.cell.perceive.weight,
+                      self.cell.perceive.bias, self.cell.update.weight, self.cell.update.bias, self.readout.weight,
+                      self.readout.bias)
+            return cpu_kernel.lattice(values, params, self.steps, self.boundary)
         external = values.unsqueeze(-1)
         state = self.seed_state(external)
         if self.position is not None:
             state = state + self.position
-        if self.fast and not torch.is_autocast_enabled(values.device.type):
-            state = self._propagate_fast(state, values)
+        if fast:
+            state = propagate(state, values, self.cell.perceive, self.cell.update, self.steps, self.boundary,
+                              self.activation_checkpointing)
         else:
             state = self._propagate_autograd(state, external)
         return self.readout(state).squeeze(-1)
@@ -110,13 +119,6 @@ class CubeLattice(nn.Module):
                 state = self.step(state, external)
         return state
 
-    def _propagate_fast(self, state: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        if cpu_kernel.runs(state, self.channels, self.cell.perceive.out_features):
-            return cpu_kernel.propagate(state, values, self.cell.perceive, self.cell.update, self.steps, self.boundary,
-                                        self.activation_checkpointing)
-        return propagate(state, values, self.cell.perceive, self.cell.update, self.steps, self.boundary,
-                         self.activation_checkpointing)
-
     def flops_per_sample(self) -> int:
         """Multiply-adds x 2 of the cell rule over all cells and steps (the dominant cost)."""
         per_cell = 2 * (self.cell.perceive.in_features * self.cell.perceive.out_features
@@ -127,19 +129,22 @@ class CubeLattice(nn.Module):
         """Memory traffic of one forward (or training step) as the fast path on ``device`` moves it, per sample.
 
         The CPU kernel, per cell and step: forward reads the state (C floats, padded to a multiple of 8) and the
-        external input and writes the next state, the neighbourhood and hidden layer staying in registers and
-        the sample's states in cache; training also writes each state for backward, which reads it back with
-        the external input and reads and writes the state gradient twice (identity path, then neighbours).
+        external input and writes the next state, the neighbourhood and hidden layer staying in registers; per
+        cell it reads the input and position code and writes the output. Training computes the forward twice
+        (backward recomputes it, keeping each state and hidden layer (H floats, padded) in the sample's scratch),
+        reads them back with the external input, and reads and writes the state gradient twice (identity path,
+        then neighbours); per cell it reads the final state with the output's gradient and writes the input's
+        gradient and the position code's gradient, which the sum over samples reads again.
         Torch's fast path, per cell and step: the 7C-wide neighbourhood is read and written by the gather and
         read by ``perceive``; the hidden vector's constant term is read, the hidden vector written, read and
         rewritten by ReLU and read by ``update``; the state is read and written by the update and read and
         rewritten by its bias; training counts three times that.
         """
-        hidden = self.cell.perceive.out_features
+        hidden, cells = self.cell.perceive.out_features, math.prod(self.lattice)
         if cpu_kernel.runs(torch.empty(0, device=device), self.channels, hidden):
-            padded = -(-self.channels // cpu_kernel.LANES) * cpu_kernel.LANES
-            floats_per_cell_step = (6 * padded + 2) if training else (2 * padded + 1)
-        else:
-            width = BLOCKS * self.channels
-            floats_per_cell_step = (3 if training else 1) * (3 * width + 5 * hidden + 4 * self.channels)
-        return floats_per_cell_step * 4 * math.prod(self.lattice) * self.steps
+            cpad, hpad = (-(-width // cpu_kernel.LANES) * cpu_kernel.LANES for width in (self.channels, hidden))
+            per_cell_step, per_cell = (10 * cpad + 2 * hpad + 3, 5 * cpad + 6) if training else (2 * cpad + 1, cpad + 2)
+            return 4 * cells * (per_cell_step * self.steps + per_cell)
+        width = BLOCKS * self.channels
+        floats_per_cell_step = (3 if training else 1) * (3 * width + 5 * hidden + 4 * self.channels)
+        return floats_per_cell_step * 4 * cells * self.steps

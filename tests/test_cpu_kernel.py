@@ -1,4 +1,4 @@
-"""The cell rule's CPU kernel: the autograd reference's function, and bits that do not depend on how the work is split."""
+"""The lattice's CPU kernel: the autograd reference's function, and bits that do not depend on how the work is split."""
 
 import pytest
 import torch
@@ -74,6 +74,31 @@ def test_checkpointed_backward_recomputes_the_same_bits():
     assert all(torch.equal(plain[2][name], checkpointed[2][name]) for name in plain[2])
 
 
+def test_a_lattice_without_position_code_and_with_periodic_walls_matches_the_reference():
+    shape = (4, 3, 2)
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(4))
+    got = run(random_lattice(shape, 8, 32, boundary="periodic", position_code=False), x)
+    want = run(random_lattice(shape, 8, 32, boundary="periodic", position_code=False, fast=False), x)
+    assert set(got[2]) == set(want[2]) and not any("position" in name for name in got[2])
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5)
+    for name in want[2]:
+        scale = max(1.0, want[2][name].abs().max().item())
+        torch.testing.assert_close(got[2][name], want[2][name], rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_the_kernel_keeps_only_the_cells_values_for_backward():
+    from torch.autograd.graph import saved_tensors_hooks
+
+    lattice = random_lattice((3, 4, 5), 8, 32, steps=6)
+    x = torch.randn(5, 3, 4, 5)
+    kept = []
+    with saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        lattice(x)
+    parameters = sum(p.numel() for p in lattice.parameters())
+    assert sum(t.numel() for t in kept) == x.numel() + parameters
+
+
 def test_widths_past_the_kernels_registers_and_other_dtypes_take_the_torch_path():
     x = torch.zeros(1, 2, 2, 2)
     assert not cpu_kernel.runs(x, 8, cpu_kernel.MAX_HIDDEN + 1)
@@ -95,6 +120,19 @@ def test_a_missing_compiler_is_a_clear_error_not_a_silent_fallback(monkeypatch, 
     finally:
         cpu_kernel.library.cache_clear()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_cache_folder_is_a_clear_error(monkeypatch, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("CUBE_KERNEL_CACHE", str(blocked / "kernels"))
+    cpu_kernel.library.cache_clear()
+    try:
+        with pytest.raises(cpu_kernel.KernelUnavailable, match="cannot be written.*set CUBE_KERNEL_CACHE"):
+            cpu_kernel.library()
+    finally:
+        cpu_kernel.library.cache_clear()
+    assert sorted(tmp_path.iterdir()) == [blocked]
 
 
 def test_the_library_is_built_once_per_source_into_the_cache(monkeypatch, tmp_path):

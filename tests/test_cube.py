@@ -67,18 +67,19 @@ def test_walls_read_zero_outside_and_periodic_wraps():
 
 @pytest.mark.parametrize("steps", [1, 2, 3])
 def test_signals_travel_one_cell_per_step(steps):
-    """A change at one cell reaches exactly the cells within Manhattan distance T after T steps."""
+    """After T steps a cell's output depends on exactly the inputs within Manhattan distance T.
+
+    Read from the gradient, not from a perturbed forward: a third-order effect can round away when the output adds
+    it to larger terms, while a path's derivative is a product that stays non-zero and no path gives exact zero."""
     torch.manual_seed(0)
     lattice = CubeLattice((7, 7, 7), steps=steps, boundary="walls")
-    x = torch.randn(1, 7, 7, 7)
-    y = x.clone()
-    y[0, 3, 3, 3] += 1.0
-    with torch.no_grad():
-        changed = (lattice(x) - lattice(y)).abs()[0] > 0
+    x = torch.randn(1, 7, 7, 7, requires_grad=True)
+    lattice(x)[0, 3, 3, 3].backward()
+    reached = x.grad[0] != 0
     grid = torch.stack(torch.meshgrid(*[torch.arange(7)] * 3, indexing="ij"))
     distance = (grid - 3).abs().sum(0)
-    assert changed[distance > steps].sum() == 0
-    assert changed[distance <= steps].all()
+    assert reached[distance > steps].sum() == 0
+    assert reached[distance <= steps].all()
 
 
 def test_activation_checkpointing_gives_the_same_outputs_and_gradients():
@@ -174,7 +175,7 @@ def test_checkpointed_backward_gives_the_plain_gradients_whatever_its_slot_budge
     assert_same(outputs_and_gradients(checkpointed, x), outputs_and_gradients(plain, x))
 
 
-def test_saved_memory_is_flat_in_steps_with_checkpointing_and_linear_without(fast_path):
+def test_saved_memory_is_flat_in_steps_with_checkpointing_or_the_kernel_and_linear_otherwise(fast_path):
     values = torch.randn(2, 4, 4, 4)
 
     def saved(steps: int, checkpointing: bool) -> int:
@@ -184,6 +185,9 @@ def test_saved_memory_is_flat_in_steps_with_checkpointing_and_linear_without(fas
     flat = [saved(steps, True) for steps in (1, 4, 16, 64)]
     assert len(set(flat)) == 1, flat
     plain = [saved(steps, False) for steps in (1, 4, 16)]
+    if fast_path == "kernel":  # it keeps the values only, and recomputes the states in backward either way
+        assert set(plain) == {flat[0]}, plain
+        return
     per_step = (plain[1] - plain[0]) / 3
     assert per_step > 0 and plain[2] - plain[1] == 12 * per_step
     assert flat[0] < plain[1]

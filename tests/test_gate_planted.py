@@ -221,11 +221,11 @@ def test_a_baseline_whose_peer_ratios_came_from_another_cpu_gates_none_of_them_a
 
 def test_a_retained_buffer_blowing_up_memory_fails_the_gate(copy):
     kernel = copy / "cube/cpu_kernel.py"
-    anchor = "                                  update_weight, update_bias)\n"
-    # the kernel keeps little for backward (C floats per cell and step), so the plant holds 100 copies of it
-    planted = "            RETAINED[:] = [t.clone() for t in (state, saved) for _ in range(100)]  # planted\n"
+    anchor = "        ctx.steps, ctx.boundary = steps, boundary\n"
+    # the kernel keeps only the cells' values for backward (one float per cell), so the plant holds 100 copies
+    planted = "        RETAINED[:] = [values.clone() for _ in range(100)]  # planted\n"
     plant(kernel, anchor, anchor + planted)
-    anchor = "class KernelPropagation(torch.autograd.Function):"
+    anchor = "class KernelLattice(torch.autograd.Function):"
     plant(kernel, anchor, "RETAINED: list = []  # the latest call's copies stay alive\n\n\n" + anchor)
     harness("bench", cwd=copy)
     status, output, verdicts = gate(copy, timing=False)
