@@ -222,8 +222,8 @@ def test_a_baseline_whose_peer_ratios_came_from_another_cpu_gates_none_of_them_a
 def test_a_retained_buffer_blowing_up_memory_fails_the_gate(copy):
     kernel = copy / "cube/cpu_kernel.py"
     anchor = "        ctx.steps, ctx.boundary = steps, boundary\n"
-    # the kernel keeps only the cells' values for backward (one float per cell), so the plant holds 100 copies
-    planted = "        RETAINED[:] = [values.clone() for _ in range(100)]  # planted\n"
+    # the kernel keeps only the cells' values for backward (one float per cell), so the plant holds 1,000 copies
+    planted = "        RETAINED[:] = [values.clone() for _ in range(1000)]  # planted\n"
     plant(kernel, anchor, anchor + planted)
     anchor = "class KernelLattice(torch.autograd.Function):"
     plant(kernel, anchor, "RETAINED: list = []  # the latest call's copies stay alive\n\n\n" + anchor)
