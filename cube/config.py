@@ -108,6 +108,7 @@ class CubeConfig:
     adapter: Literal["none", "linear"] = "none"
     residual: StrictBool = True
     position_code: StrictBool = True  # a learned per-cell code added to the initial state
+    placement: Literal["reshape", "correlation", "coupling"] = "reshape"  # which dimension sits in which cell
     activation_checkpointing: StrictBool = False
 
 
@@ -369,6 +370,10 @@ def check_model_params(params: ModelParams, source: str) -> None:
             f"{source}: data.val_fraction + data.test_fraction = {d.val_fraction + d.test_fraction:.2f} "
             "leaves under 10% for training; lower them"
         )
+    if params.cube.placement != "reshape" and params.cube.adapter != "none":
+        raise ConfigError(f"{source}: cube.placement {params.cube.placement!r} places embedding dimensions on cells, "
+                          "and cube.adapter 'linear' feeds the cells a learned projection instead; set "
+                          "cube.placement: reshape or cube.adapter: none")
     _check_distributed(params, source)
     for name in STAGE_NAMES:
         s = params.stage(name)

@@ -24,3 +24,14 @@ def neighbour(state: torch.Tensor, axis: int, offset: int, boundary: str) -> tor
     if offset > 0:
         return torch.cat([state.narrow(axis, 1, size - 1), zeros], dim=axis)
     return torch.cat([zeros, state.narrow(axis, 0, size - 1)], dim=axis)
+
+
+def lattice_edges(lattice: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The face edges between the cells of a walled lattice, as two index tensors over cells in reshape order."""
+    index = torch.arange(lattice[0] * lattice[1] * lattice[2]).reshape(lattice)
+    first, second = [], []
+    for axis in range(3):
+        size = lattice[axis]
+        first.append(index.narrow(axis, 0, size - 1).reshape(-1))
+        second.append(index.narrow(axis, 1, size - 1).reshape(-1))
+    return torch.cat(first), torch.cat(second)

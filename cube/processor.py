@@ -8,6 +8,7 @@ from enum import StrEnum
 import torch
 from torch import nn
 
+from cube import placement
 from cube.config import CubeConfig
 from cube.lattice import CubeLattice
 from cube.reshaper import EmbeddingReshaper
@@ -33,7 +34,7 @@ class EmbeddingProcessor(nn.Module):
         self.dim = dim
         self.config = config
         self.mode = Mode(mode)
-        self.reshaper = EmbeddingReshaper(dim, config.lattice, config.adapter)
+        self.reshaper = EmbeddingReshaper(dim, config.lattice, config.adapter, config.placement != "reshape")
         self.lattice = CubeLattice(
             config.lattice,
             channels=config.state_channels,
@@ -49,6 +50,13 @@ class EmbeddingProcessor(nn.Module):
         cells = self.reshaper.to_lattice(embeddings * self.scale)
         delta = self.reshaper.to_embedding(self.lattice(cells)) / self.scale
         return embeddings + delta if self.config.residual else delta
+
+    def place_dimensions(self, questions: torch.Tensor, answers: torch.Tensor) -> None:
+        """Compute ``config.placement`` from training pairs and put each dimension in its cell (reshape: nothing).
+
+        The first stage calls it; later stages load the placement with the weights."""
+        if self.config.placement != "reshape":
+            self.reshaper.place(placement.compute(self.config.placement, questions, answers, self.config.lattice))
 
     def target(self, question: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
         """The training target for this mode: the input itself, or the answer."""

@@ -180,6 +180,8 @@ TOOLS: dict[str, tuple[str, str]] = {
                 "experiments side by side: swept settings, validation and test MRR, speed (make compare)"),
     "profile": ("harness.workflows.profile", "a profile's whole pipeline in a throw-away clone; its report kept or gated"),
     "learning-curve": ("harness.workflows.learning_curve", "quality against training pairs, cube and baselines"),
+    "cube-ablation": ("harness.workflows.cube_ablation",
+                      "the cube's ceiling: its designs and probes at one training size, with paired verdicts"),
     "task-summary": ("harness.render.task_summary", "reports/tasks.md from every task's committed run"),
     "plots-page": ("harness.render.plots_page", "`dvc plots show` offline: write the page template, or check a page"),
     "memory-probe": ("harness.measure.memory_probe", "one bench phase's host memory, in this fresh process"),

@@ -175,6 +175,8 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
     model = EmbeddingProcessor(data.dim, params.cube, mode)
     previous = BY_NAME[stage].previous
     previous_sha = None
+    if not previous:
+        model.place_dimensions(data.train.questions, data.train.answers)
     if previous and world.is_main:
         checkpoint = load_checkpoint(chain.checkpoint_dir(previous))
         load_model_weights(model, checkpoint, "best")

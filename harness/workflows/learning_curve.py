@@ -9,7 +9,10 @@ early stopping on validation MRR, epoch-0 fallback), the baselines with their tu
 temperature (``baselines``). The baselines start as the identity map; the cube reaches its identity-like start
 through its autoencoder stage on the smallest set's sentences, so every size starts from the same cube. Ridge and
 Procrustes are fit in closed form on the same pairs. Each figure is a paired difference against identity on the
-test pairs (``harness/judge/paired.py``: the interval spans test pairs and seeds).
+test pairs (``harness/judge/paired.py``: the interval spans test pairs and seeds). ``--design NAME`` adds a design
+of the cube from the cube ablation's plan (``plans/cube_ablation.yaml``: its settings laid over the profile) as one
+more model, started and trained like the cube. Every trained model's growth from the second-largest size to the
+largest is a paired difference too: does its gain still grow with data?
 
 Writes ``learning_curve.json``, ``learning_curve.md`` and ``learning_curve.png`` to ``--out``
 (default ``reports/learning_curve/``); the test split is read for scoring only.
@@ -18,6 +21,7 @@ Writes ``learning_curve.json``, ``learning_curve.md`` and ``learning_curve.png``
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import statistics
 import sys
@@ -45,13 +49,15 @@ TRAINED = (CUBE, rivals.LINEAR, "mlp")
 CLOSED_FORM = ("ridge", "procrustes")
 MODELS = TRAINED + CLOSED_FORM
 MEASURE = "mrr"
+ABLATION_PLAN = ROOT / "plans" / "cube_ablation.yaml"
 
 
-def curve_params(profile: Path, pool: int, val: float, test: float) -> Params:
-    """params.yaml with the profile laid over it and the pool's size and split fractions."""
+def curve_params(profile: Path, pool: int, val: float, test: float, settings: dict[str, Any] | None = None) -> Params:
+    """params.yaml with the profile laid over it, the pool's size and split fractions, and a design's settings."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     merge(raw, yaml.safe_load(profile.read_text(encoding="utf-8")) or {})
     merge(raw, {"data": {"max_pairs": pool, "val_fraction": val, "test_fraction": test}})
+    merge(raw, copy.deepcopy(settings or {}))
     return params_from_dict(raw, f"params.yaml + {profile.name}")
 
 
@@ -72,15 +78,20 @@ def identity_start(params: Params, data: EmbeddedData, seed: int) -> dict[str, t
     """The cube after its autoencoder stage on ``data``: the start every size trains from under ``seed``."""
     torch.manual_seed(seed)
     model = EmbeddingProcessor(data.dim, params.cube, Mode.AUTOENCODER)
+    model.place_dimensions(data.train.questions, data.train.answers)
     CubeTrainer(model, "autoencoder", params.train.autoencoder, data, seed=seed).fit()
     return model.state_dict()
 
 
+def design_name(design: str) -> str:
+    return f"{CUBE}: {design}"
+
+
 def train_model(name: str, params: Params, data: EmbeddedData, seed: int,
                 cube_start: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, int]:
-    """One trainable model through the contrastive stage; its best epoch."""
+    """One trainable model through the contrastive stage; its best epoch. ``params`` are the design's for a cube."""
     torch.manual_seed(seed)
-    if name == CUBE:
+    if name == CUBE or name.startswith(design_name("")):
         model: torch.nn.Module = EmbeddingProcessor(data.dim, params.cube, Mode.DIALOGUE)
         model.load_state_dict(cube_start)
         config = params.train.advanced
@@ -98,8 +109,13 @@ def closed_form(name: str, data: EmbeddedData) -> baselines.Baseline:
     return baselines.ridge(data.train, data.val) if name == "ridge" else baselines.procrustes(data.train)
 
 
-def run(params: Params, sizes: list[int], seeds: list[int]) -> dict[str, Any]:
-    """Every model at every size under every seed: per-pair test scores, validation MRR, epochs and seconds."""
+def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, Params] | None = None) -> dict[str, Any]:
+    """Every model at every size under every seed: per-pair test scores, validation MRR, epochs and seconds.
+
+    ``designs``: more cubes, by model name, each with its own params (same data, split and recipe otherwise)."""
+    designs = designs or {}
+    models = [CUBE, *designs, *MODELS[1:]]
+    cube_params = {CUBE: params} | designs
     set_determinism(True)
     csls = TASKS[params.data.task].csls
     data = build_embedded_data(params, progress=True)
@@ -110,14 +126,17 @@ def run(params: Params, sizes: list[int], seeds: list[int]) -> dict[str, Any]:
     test_scores, pairs = data.test.score_with_pairs(data.test.questions, csls)
     identity = {"test": test_scores, "pairs": pairs}
     runs: dict[str, Any] = {}
-    starts = {seed: identity_start(params, subset(data, min(sizes)), seed) for seed in seeds}
+    smallest = subset(data, min(sizes))
+    starts = {(name, seed): identity_start(p, smallest, seed) for name, p in cube_params.items() for seed in seeds}
     for size in sizes:
         part = subset(data, size)
-        for model_name in MODELS:
-            for seed in seeds if model_name in TRAINED else seeds[:1]:
+        for model_name in models:
+            trained = model_name in TRAINED or model_name in designs
+            for seed in seeds if trained else seeds[:1]:
                 began = time.perf_counter()
-                if model_name in TRAINED:
-                    model, best_epoch = train_model(model_name, params, part, seed, starts[seed])
+                if trained:
+                    model, best_epoch = train_model(model_name, cube_params.get(model_name, params), part, seed,
+                                                    starts.get((model_name, seed), {}))
                     count = sum(p.numel() for p in model.parameters() if p.requires_grad)
                     predictor = lambda q, m=model: predict(m, q, cpu)  # noqa: E731
                 else:
@@ -132,15 +151,15 @@ def run(params: Params, sizes: list[int], seeds: list[int]) -> dict[str, Any]:
                     "best_epoch": best_epoch, "seconds": seconds}
                 print(f"{size:>6} pairs  {model_name:<22} seed {seed}: test MRR {test['mrr']:.4f}  "
                       f"val MRR {val['mrr']:.4f}  ({seconds:.0f} s)", flush=True)
-    return {"data": data, "identity": identity, "runs": runs}
+    return {"data": data, "identity": identity, "runs": runs, "models": models, "trained": [CUBE, *designs, *TRAINED[1:]]}
 
 
 def summarise(result: dict[str, Any], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
     """Per model and size: mean ± std over seeds, the paired gain over identity, and the cube against each rival."""
-    identity, runs = result["identity"], result["runs"]
+    identity, runs, models = result["identity"], result["runs"], result["models"]
     measures = [m for m in ("mrr", "recall@1", "csls mrr", "csls recall@1") if m in identity["pairs"]]
     rows: dict[str, Any] = {}
-    for model_name in MODELS:
+    for model_name in models:
         for size in sizes:
             by_seed = runs[model_name][str(size)]
             row: dict[str, Any] = {"parameters": next(iter(by_seed.values()))["parameters"],
@@ -156,15 +175,22 @@ def summarise(result: dict[str, Any], sizes: list[int], seeds: list[int]) -> dic
                 row[f"gain {measure}"] = gain.to_dict() | {"verdict": gain.verdict}
             rows.setdefault(model_name, {})[str(size)] = row
     versus: dict[str, Any] = {}
-    for rival in MODELS[1:]:
+    for rival in models[1:]:
         for size in sizes:
             ours = [runs[CUBE][str(size)][str(s)]["pairs"][MEASURE] for s in seeds]
             theirs_runs = runs[rival][str(size)]
             theirs = [theirs_runs[str(s) if str(s) in theirs_runs else str(seeds[0])]["pairs"][MEASURE] for s in seeds]
             d = paired.paired_difference(ours, theirs, MEASURE)
             versus.setdefault(rival, {})[str(size)] = d.to_dict() | {"verdict": d.verdict}
+    growth: dict[str, Any] = {}
+    if len(sizes) > 1:
+        for model_name in result["trained"]:
+            small, large = (runs[model_name][str(size)] for size in sizes[-2:])
+            d = paired.paired_difference([large[str(s)]["pairs"][MEASURE] for s in seeds],
+                                         [small[str(s)]["pairs"][MEASURE] for s in seeds], MEASURE)
+            growth[model_name] = d.to_dict() | {"verdict": d.verdict}
     data = result["data"]
-    return {"task": data.card["task"], "source": data.card["source"], "sizes": sizes, "seeds": seeds,
+    return {"growth": growth, "task": data.card["task"], "source": data.card["source"], "sizes": sizes, "seeds": seeds,
             "test_pairs": len(data.test), "test_candidates": len(data.test.candidates), "val_pairs": len(data.val),
             "train_pool": len(data.train), "measures": measures,
             "identity": {m: identity["test"][m] for m in measures}, "models": rows, "cube_versus": versus}
@@ -213,6 +239,11 @@ def render(summary: dict[str, Any], command: str, wall: float) -> str:
     for rival, by_size in summary["cube_versus"].items():
         lines.append(f"| {rival} | " + " | ".join(
             f"{_interval(by_size[str(s)])} {by_size[str(s)]['verdict']}" for s in sizes) + " |")
+    if summary.get("growth"):
+        small, large = sizes[-2:]
+        lines += ["", f"Does the gain still grow? Test MRR at {large:,} pairs minus at {small:,} (the same test pairs, "
+                  "paired by seed; 95% interval, verdict):", "", "| model | growth | verdict |", "|---|---|---|"]
+        lines += [f"| {name} | {_interval(d)} | {d['verdict']} |" for name, d in summary["growth"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -250,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000], help="training pairs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pool", type=int, default=14000, help="pairs drawn from the task (data.max_pairs)")
+    parser.add_argument("--design", nargs="+", default=[],
+                        help="designs of the cube from plans/cube_ablation.yaml to add as models")
     parser.add_argument("--val", type=float, default=0.05, help="validation fraction of the pool's groups")
     parser.add_argument("--test", type=float, default=0.19, help="test fraction of the pool's groups")
     parser.add_argument("--threads", type=int, default=None,
@@ -264,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --sizes must be positive and increasing, got {args.sizes}", file=sys.stderr)
         return 2
     params = curve_params(args.profile, args.pool, args.val, args.test)
+    plan = yaml.safe_load(ABLATION_PLAN.read_text(encoding="utf-8"))["designs"]
+    unknown = [name for name in args.design if name not in plan]
+    if unknown:
+        print(f"error: no design {unknown} in {ABLATION_PLAN}; designs: {', '.join(plan)}", file=sys.stderr)
+        return 2
+    designs = {design_name(name): curve_params(args.profile, args.pool, args.val, args.test,
+                                               plan[name].get("settings") or {}) for name in args.design}
     if params.numerics != numerics.in_force():
         print(f"error: {args.profile} asks for numerics {params.numerics}, and this process runs under "
               f"{numerics.in_force()} (from params.yaml); set numerics in params.yaml instead", file=sys.stderr)
@@ -276,10 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         torch.set_num_threads(args.threads)
     began = time.perf_counter()
-    summary = summarise(run(params, args.sizes, args.seeds), args.sizes, args.seeds)
+    summary = summarise(run(params, args.sizes, args.seeds, designs), args.sizes, args.seeds)
     wall = time.perf_counter() - began
     command = ("python -m harness learning-curve " + str(args.profile) + " --sizes " + " ".join(map(str, args.sizes))
-               + " --seeds " + " ".join(map(str, args.seeds)) + f" --pool {args.pool}")
+               + " --seeds " + " ".join(map(str, args.seeds)) + f" --pool {args.pool}"
+               + (f" --val {args.val} --test {args.test}" if (args.val, args.test) != (0.05, 0.19) else "")
+               + "".join(f" --design '{name}'" for name in args.design))
     args.out.mkdir(parents=True, exist_ok=True)
     plot(summary, args.out / "learning_curve.png")
     atomic.write_json(args.out / "learning_curve.json", summary | {"command": command, "wall_seconds": wall})
