@@ -11,8 +11,9 @@ through its autoencoder stage on the smallest set's sentences, so every size sta
 Procrustes are fit in closed form on the same pairs. Each figure is a paired difference against identity on the
 test pairs (``harness/judge/paired.py``: the interval spans test pairs and seeds). ``--design NAME`` adds a design
 of the cube from the cube ablation's plan (``plans/cube_ablation.yaml``: its settings laid over the profile) as one
-more model, started and trained like the cube. Every trained model's growth from the second-largest size to the
-largest is a paired difference too: does its gain still grow with data?
+more model, started and trained like the cube (so a placement it computes comes from the smallest set). Every
+trained model's growth from the second-largest size to the largest is a paired difference too: does its gain still
+grow with data?
 
 Writes ``learning_curve.json``, ``learning_curve.md`` and ``learning_curve.png`` to ``--out``
 (default ``reports/learning_curve/``); the test split is read for scoring only.
