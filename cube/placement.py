@@ -30,7 +30,8 @@ def affinity(kind: str, questions: torch.Tensor, answers: torch.Tensor) -> torch
     """(D, D) symmetric non-negative affinity with a zero diagonal, float64, on the grid of ``GRID``."""
     q, a = questions.double(), answers.double()
     if kind == "correlation":
-        x = torch.cat([q, a]) - torch.cat([q, a]).mean(0)
+        x = torch.cat([q, a])
+        x = x - x.mean(0)
         x = x / x.norm(dim=0).clamp_min(1e-12)
         value = (x.T @ x).abs()
     elif kind == "coupling":

@@ -28,7 +28,6 @@ class RestrictedLinear(nn.Module):
         self.register_buffer("mask", mask.float())
         self.weight = nn.Parameter(torch.zeros(self.dim, self.dim))
         self.bias = nn.Parameter(torch.zeros(self.dim))
-        self.weight.register_hook(lambda grad: grad * self.mask)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         return q + q @ (self.weight * self.mask) + self.bias

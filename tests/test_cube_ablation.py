@@ -16,6 +16,7 @@ from harness.workflows.cube_ablation import (
     Run,
     best_design,
     compare,
+    main,
     params_for,
     share_of_linear,
 )
@@ -72,3 +73,12 @@ def test_a_design_equal_to_the_default_gets_no_verdict_of_better():
     compare(table, [0, 1, 2])
     assert best_design(table).name == "other"
     assert table[-1].comparisons[DEFAULT_DESIGN]["verdict"] == "no significant difference"
+
+
+def test_a_misspelt_design_setting_stops_the_run_before_any_training(tmp_path, capsys):
+    designs = {"default": {"settings": {}}, "spiral": {"settings": {"cube": {"placement": "spiral"}}}}
+    out = tmp_path / "out"
+    assert main([str(write_plan(tmp_path, designs=designs)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "design 'spiral'" in err and "cube.placement" in err
+    assert not out.exists()

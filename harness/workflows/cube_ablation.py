@@ -27,6 +27,7 @@ import torch
 import yaml
 
 from cube import atomic, baselines, numerics, placement, probes, rivals
+from cube.config import ConfigError, StageConfig
 from cube.device import set_determinism
 from cube.embedded import EmbeddedData, build_embedded_data
 from cube.processor import EmbeddingProcessor, Mode
@@ -40,7 +41,6 @@ PLAN = ABLATION_PLAN
 DEFAULT_DESIGN = "default"
 MEASURE = "mrr"
 PROBES = ("diagonal", "local reshape", "local coupling", "low rank 9")
-REFERENCES = ("identity", rivals.LINEAR, "procrustes")
 
 
 @dataclass(frozen=True)
@@ -155,11 +155,18 @@ def train_design(params: Params, data: EmbeddedData, part: EmbeddedData, seed: i
     torch.manual_seed(seed)
     model = EmbeddingProcessor(data.dim, params.cube, Mode.DIALOGUE)
     model.load_state_dict(start)
-    result = CubeTrainer(model, "advanced", params.train.advanced, part, seed=seed).fit()
+    return fit_and_score(model, params.train.advanced, data, part, seed, model.parameter_count(),
+                         began - start_seconds)
+
+
+def fit_and_score(model: torch.nn.Module, config: StageConfig, data: EmbeddedData, part: EmbeddedData, seed: int,
+                  count: int, began: float) -> Run:
+    """``model`` through the contrastive stage on ``part``, then scored on ``data``; seconds since ``began``."""
+    result = CubeTrainer(model, "advanced", config, part, seed=seed).fit()
     model.cpu().eval()
-    seconds = start_seconds + time.perf_counter() - began
+    seconds = time.perf_counter() - began
     val, test, pairs = scored(lambda q: predict(model, q, torch.device("cpu")), data)
-    return Run(val, test, pairs, model.parameter_count(), seconds, result.best_epoch, result.epochs_run,
+    return Run(val, test, pairs, count, seconds, result.best_epoch, result.epochs_run,
                [r["train_loss"] for r in result.history])
 
 
@@ -183,15 +190,10 @@ def train_linear_like(model: torch.nn.Module, params: Params, data: EmbeddedData
     began = time.perf_counter()
     config = baselines.stage_configs(params.train, params.baselines.linear)["advanced"]
     torch.manual_seed(seed)
-    result = CubeTrainer(model, "advanced", config, part, seed=seed).fit()
-    model.cpu().eval()
-    seconds = time.perf_counter() - began
-    val, test, pairs = scored(lambda q: predict(model, q, torch.device("cpu")), data)
-    return Run(val, test, pairs, count, seconds, result.best_epoch, result.epochs_run,
-               [r["train_loss"] for r in result.history])
+    return fit_and_score(model, config, data, part, seed, count, began)
 
 
-def run(plan: Plan, only: list[str] | None = None) -> tuple[list[Row], EmbeddedData]:
+def run(plan: Plan, only: list[str] | None = None) -> tuple[list[Row], EmbeddedData, EmbeddedData]:
     set_determinism(True)
     base = params_for(plan, {})
     data = build_embedded_data(base, progress=True)
@@ -207,8 +209,8 @@ def run(plan: Plan, only: list[str] | None = None) -> tuple[list[Row], EmbeddedD
 
     identity = Row("identity", "reference", "pred = q", [Run(*scored(lambda q: q.clone(), data), 0, 0.0)])
     rows.append(identity)
-    fitted = baselines.procrustes(part.train)
     began = time.perf_counter()
+    fitted = baselines.procrustes(part.train)
     rows.append(Row("procrustes", "reference", "orthogonal map, closed form",
                     [Run(*scored(fitted.predict, data), fitted.parameters, time.perf_counter() - began)]))
     linear = Row(rivals.LINEAR, "reference", "q W + b from W = I, its tuned recipe", [])
@@ -235,7 +237,7 @@ def run(plan: Plan, only: list[str] | None = None) -> tuple[list[Row], EmbeddedD
             row.runs.append(train_linear_like(model, base, data, part, seed, model.free_parameters()))
             report(row, seed, row.runs[-1])
         rows.append(row)
-    return rows, data
+    return rows, data, part
 
 
 PROBE_NOTES = {
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         plan = Plan.read(args.plan)
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.seeds:
@@ -373,10 +375,15 @@ def main(argv: list[str] | None = None) -> int:
     if params_for(plan, {}).numerics != numerics.in_force():
         print("error: the plan's numerics differ from this process's (set numerics in params.yaml)", file=sys.stderr)
         return 2
+    for design in plan.designs:  # every design's settings checked before hours of training, not when it comes up
+        try:
+            params_for(plan, design.settings)
+        except ConfigError as err:
+            print(f"error: {args.plan}, design {design.name!r}: {err}", file=sys.stderr)
+            return 2
     began = time.perf_counter()
-    rows, data = run(plan, args.only)
+    rows, data, part = run(plan, args.only)
     compare(rows, plan.seeds)
-    part = subset(data, plan.size)
     wall = time.perf_counter() - began
     command = "python -m harness cube-ablation" + (f" {args.plan}" if args.plan != PLAN else "") + (
         f" --only {' '.join(args.only)}" if args.only else "") + (
