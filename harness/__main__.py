@@ -1,14 +1,13 @@
 """``python -m harness <command>``: the pipeline's stages and tools.
 
-Every command first loads params.yaml strictly, so a misspelt key stops it before any work, then pins the numerics it
-names (``cube/numerics.py``) before anything imports torch; a tool pins those of ./params.yaml.
+A stage (``check``, ``datasets``, ``train`` ...) is handed to ``python -m harness.stages``, dvc.yaml's own command,
+so nothing here is a stage's code. Every other command loads params.yaml strictly first and pins the numerics it
+names before anything imports torch; a tool pins those of ./params.yaml.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,115 +15,20 @@ from pathlib import Path
 from cube import numerics
 from cube.config import ConfigError, read_params_file
 from harness import paths
-from harness.config import Params, load_params
+from harness.config import Params
+from harness.stages import __main__ as stages
 
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """Errors that are the user's to fix: printed in one line, exit status 2. Imported only when one is raised, so a
-    stage's process executes only the modules its command needs (dvc.yaml lists them as its code)."""
-    from cube.checkpoint import CheckpointError
-    from cube.device import DeviceError
-    from cube.pairs import DataError
-    from cube.reshaper import LatticeSizeError
-    from cube.teachers import TeacherError
-    from harness.judge.gate import GateError
-
-    return (ConfigError, numerics.NumericsError, DataError, DeviceError, LatticeSizeError, TeacherError,
-            CheckpointError, FileNotFoundError, GateError)
-
-
-def cmd_check(params: Params, args: argparse.Namespace) -> None:
-    """Validate params.yaml (and that the lattice holds the teacher's width); write every setting, defaults included, for
-    reading, and the stamp the datasets stage depends on so that it runs after this check."""
-    import yaml
-
-    from cube import atomic
-    from harness.workflows.experiments import check_lattice_fits_teacher
-
-    check_lattice_fits_teacher(params)
-    header = (f"# Written by `python -m harness check` from {args.params} and the defaults in cube/config.py and\n"
-              "# harness/config.py: every setting the stages read. Edit params.yaml, not this file.\n")
-    atomic.write_text(paths.PARAMS_RESOLVED, header + yaml.safe_dump(params.to_dict(), sort_keys=False))
-    atomic.write_text(paths.PARAMS_CHECKED, "params.yaml passed `python -m harness check`\n")
-    print(f"{args.params}: valid (params hash {params.params_hash()[:12]}); resolved into {paths.PARAMS_RESOLVED}")
-
-
-def cmd_datasets(params: Params, args: argparse.Namespace) -> None:
-    from cube import atomic
-    from cube.embedded import build_embedded_data, save_embedded
-
-    data = build_embedded_data(params, progress=True)
-    save_embedded(data, paths.EMBEDDED)
-    atomic.write_json(paths.DATA_CARD, {k: v for k, v in data.card.items() if k != "teachers"}
-                      | {"teachers": len(data.teachers)})
-    atomic.write_json(paths.DATASETS_RUN, {"teachers": data.run_facts})  # read by nothing downstream
-    print(f"datasets: {data.card['pairs']} pairs, width {data.dim}, "
-          f"{sum(t['encoded'] for t in data.run_facts)} sentences encoded, "
-          f"{sum(t['cache_hits'] for t in data.run_facts)} from the cache")
-
-
-def cmd_train(params: Params, args: argparse.Namespace) -> int | None:
-    """One stage here, or, with train.distributed world size above 1, as torchrun workers (its exit status)."""
-    from cube.distributed import world_from_env
-    from harness.config import params_from_dict
-    from harness.stages.train import launch, needs_launch, run_stage
-
-    if args.node_rank is not None:  # this node's rank without a params file of its own (multi-node)
-        raw = params.to_dict()
-        raw["train"]["distributed"]["node_rank"] = args.node_rank
-        params = params_from_dict(raw, source=f"{args.params} with --node-rank {args.node_rank}")
-    if needs_launch(params):
-        return launch(params, args.stage, args.params, args.node_rank)
-    summary = run_stage(params, args.stage)
-    if world_from_env().is_main:
-        print(f"{args.stage}: best epoch {summary.best_epoch} of {summary.epochs_run}, "
-              f"val {summary.monitor} {summary.best_value:.4f}")
-    return None
-
-
-def cmd_seeds(params: Params, args: argparse.Namespace) -> None:
-    from harness.stages.train import run_repeats
-
-    if not params.quality.extra_seeds:
-        paths.SEED_CHECKPOINTS.mkdir(parents=True, exist_ok=True)  # the stage's declared output, empty
-        print("seeds: quality.extra_seeds is empty; the quality table has the pipeline's own seed only")
-        return
-    run_repeats(params)
-
-
-def cmd_evaluate(params: Params, args: argparse.Namespace) -> None:
-    from harness.stages.evaluate import evaluate_all
-
-    result = evaluate_all(params)
-    for name, value in (result.stages | result.baselines).items():
-        test = value.test
-        print(f"{name:>22}: test cosine {test.cosine:.4f}  R@1 {test.recall_at_1:.4f}  MRR {test.mrr:.4f}")
-
-
-def cmd_bench(params: Params, args: argparse.Namespace) -> None:
-    from harness.stages.bench import run_bench
-
-    result = run_bench(params)
-    for row in result.rows:
-        print(f"{row.phase:>8} batch {row.batch_size:>5}: {row.samples_per_s:>12,.0f} samples/s")
-
-
-def cmd_reliability(params: Params, args: argparse.Namespace) -> None:
-    from harness.stages.reliability import run_drills
-
-    result = run_drills(params)
-    if not result.run:
-        print(f"reliability drills not run: {result.reason}")
-        return
-    for kind, counts in (("bad_input", result.bad_input), ("fault", result.fault)):
-        print(f"{kind}: {counts.passed} of {counts.tried} passed"
-              + (f"; FAILED: {', '.join(counts.failed)}" if counts.failed else ""))
-
-
-def cmd_report(params: Params, args: argparse.Namespace) -> None:
-    from harness.render.report import build_report
-
-    print(f"report written: {build_report(params)}")
+# The pipeline's stages (dvc.yaml runs them as `python -m harness.stages <stage>`), with their help.
+STAGES: dict[str, str] = {
+    "check": "validate params.yaml",
+    "datasets": "corpus -> pairs -> split -> teacher embeddings (cached)",
+    "train": "train one stage from the previous stage's checkpoint",
+    "seeds": "the four stages again from scratch under each quality.extra_seeds (for mean ± std)",
+    "evaluate": "every stage and baseline on the test split, under every seed",
+    "bench": "throughput, latency and memory of the cube",
+    "reliability": "run the bad-input table and the fault drills now and count them",
+    "report": "write reports/report.md and its plots",
+}
 
 
 def cmd_doctor(params: Params, args: argparse.Namespace) -> None:
@@ -159,14 +63,6 @@ def cmd_exp(params: Params, args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], int | None], str]] = {
-    "check": (cmd_check, "validate params.yaml"),
-    "datasets": (cmd_datasets, "corpus -> pairs -> split -> teacher embeddings (cached)"),
-    "train": (cmd_train, "train one stage from the previous stage's checkpoint"),
-    "seeds": (cmd_seeds, "the four stages again from scratch under each quality.extra_seeds (for mean ± std)"),
-    "evaluate": (cmd_evaluate, "every stage and baseline on the test split, under every seed"),
-    "bench": (cmd_bench, "throughput, latency and memory of the cube"),
-    "reliability": (cmd_reliability, "run the bad-input table and the fault drills now and count them"),
-    "report": (cmd_report, "write reports/report.md and its plots"),
     "doctor": (cmd_doctor, "torch build, GPUs, whether the build can drive them, NVML, CPU; the device choice"),
     "gate": (cmd_gate, "compare this run's metrics with reports/baseline.json; non-zero exit on a regression"),
     "exp": (cmd_exp, "`dvc exp run` with every -S checked against the params schema first (exp run -S key=value ...)"),
@@ -214,19 +110,33 @@ def tool_numerics(params_path: Path) -> str:
     return mode
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The command named in ``argv``, past the global ``--params FILE``."""
+    rest = list(argv)
+    while rest and rest[0].startswith("--params"):
+        rest = rest[1:] if "=" in rest[0] else rest[2:]
+    return rest[0] if rest else None
+
+
+def gate_errors() -> tuple[type[Exception], ...]:
+    from harness.judge.gate import GateError
+
+    return (GateError,)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in TOOLS:  # the tool parses its own options, --help included
         return run_tool(argv[0], argv[1:])
+    if command_of(argv) in STAGES:  # the stage's own process entry, its options and --help included
+        return stages.main(argv)
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=paths.PARAMS, help="params file (default: params.yaml)")
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in STAGES.items():
+        commands.add_parser(name, help=help_text)  # listed here; harness.stages parses their arguments
     for name, (_, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        if name == "train":
-            sub.add_argument("stage", choices=paths.STAGES)
-            sub.add_argument("--node-rank", type=int, default=None,
-                             help="this node's rank in a multi-node run (overrides train.distributed.node_rank)")
         if name == "exp":
             sub.add_argument("dvc_args", nargs=argparse.REMAINDER, help="run, then dvc exp run's own options")
         if name == "gate":
@@ -250,27 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in TOOLS:  # reached only with global options first: a tool takes its own
         parser.error(f"{args.command} takes its own options: run `python -m harness {args.command} --help`, with "
                      "nothing before the tool's name")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        params = load_params(args.params)
-        numerics.pin(params.numerics)
-        status = COMMANDS[args.command][0](params, args)
-        if status:  # a command that ran others (torchrun workers) passes their failure on
-            return status
+        return stages.run(args.params, lambda params: COMMANDS[args.command][0](params, args), gate_errors)
     except GateFailed:
         return 1
-    except Exception as err:
-        from cube.trainer import TrainingDiverged
-
-        if isinstance(err, TrainingDiverged):
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        if isinstance(err, user_errors()):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        raise
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from cube.processor import EmbeddingProcessor
 from cube.reshaper import EmbeddingReshaper, LatticeSizeError
 from harness.config import load_params
 from harness.judge.gate import GateError, run_gate
-from harness.judge.paired import NonFiniteScores, paired_difference
 from harness.stages.evaluate import PredictionError, score_or_refuse
+from harness.stats.paired import NonFiniteScores, paired_difference
 
 DEFAULT_PARAMS = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml").read_text(encoding="utf-8"))
 

@@ -17,7 +17,7 @@ from harness.measure.roofline import roofline
 from harness.measure.scaling import fitted_exponent
 from harness.measure.trackers import percentile, saved_activation_bytes, summarise_latency, time_interleaved
 from harness.render.report import ratio_table, targets_table
-from harness.store.results import Peers, SpeedTarget
+from harness.store.results import Peers
 
 RTX_5090_OLD_BUILD = CudaProbe("2.5.0+cu124", "12.4", ("sm_50", "sm_80", "sm_86", "sm_90"),
                                (GpuInfo(0, "NVIDIA GeForce RTX 5090", (12, 0)),))
@@ -110,38 +110,38 @@ def fake_bench(device: str, ratio: float, rows: list[dict], spread: float = 0.05
 
 
 def test_speed_targets_are_judged_on_their_own_device_and_left_unmeasured_on_the_other():
-    cpu = {(t["target"], t["device"]): t for t in speed_targets(fake_bench("cpu", 1.7, []))}
-    assert cpu[("train_own_vs_eager_reference", "cpu")]["met"] is True
-    assert cpu[("train_own_vs_eager_reference", "cpu")]["goal"] == "≥ 1.5x"
+    cpu = {(t.target, t.device): t for t in speed_targets(fake_bench("cpu", 1.7, []))}
+    assert cpu[("train_own_vs_eager_reference", "cpu")].met is True
+    assert cpu[("train_own_vs_eager_reference", "cpu")].goal == "≥ 1.5x"
     gpu_rows = [t for (_, device), t in cpu.items() if device == "cuda"]
-    assert len(gpu_rows) == 4 and all(t["met"] is None and t["note"] == "not measured here (CPU run)" for t in gpu_rows)
-    assert speed_targets(fake_bench("cpu", 1.2, []))[0]["met"] is False
+    assert len(gpu_rows) == 4 and all(t.met is None and t.note == "not measured here (CPU run)" for t in gpu_rows)
+    assert speed_targets(fake_bench("cpu", 1.2, []))[0].met is False
     spanning = speed_targets(fake_bench("cpu", 1.5, [], spread=0.2))[0]  # the interval spans the goal: undecided
-    assert spanning["met"] is None and "inconclusive" in spanning["note"]
+    assert spanning.met is None and "inconclusive" in spanning.note
 
 
 def test_a_ratio_target_stands_only_when_separate_processes_agree():
     second = {"train_own_vs_eager_reference": estimate(1.7)}
-    assert speed_targets(fake_bench("cpu", 1.8, []), [second])[0]["met"] is True  # both met
-    assert speed_targets(fake_bench("cpu", 1.2, []), [{"train_own_vs_eager_reference": estimate(1.3)}])[0]["met"] is False
+    assert speed_targets(fake_bench("cpu", 1.8, []), [second])[0].met is True  # both met
+    assert speed_targets(fake_bench("cpu", 1.2, []), [{"train_own_vs_eager_reference": estimate(1.3)}])[0].met is False
     disagree = speed_targets(fake_bench("cpu", 1.2, []), [second])[0]  # one missed, one met: no verdict
-    assert disagree["met"] is None and "2 processes" in disagree["note"] and "inconclusive" in disagree["note"]
+    assert disagree.met is None and "2 processes" in disagree.note and "inconclusive" in disagree.note
 
     rows = [{"phase": "forward", "batch_size": 8192, "samples_per_s": 500_000.0},
             {"phase": "train", "batch_size": 8192, "samples_per_s": 200_000.0, "cuda_max_allocated_mib": 5 * 1024.0}]
-    cuda = {t["target"]: t for t in speed_targets(fake_bench("cuda:0", 3.0, rows)) if t["device"] == "cuda"}
-    assert cuda["train_own_vs_eager_reference"]["met"] is False
-    assert cuda["train samples/s at batch 8192"]["met"] is True
-    assert cuda["train peak allocated GiB at batch 8192"]["value"] == pytest.approx(5.0)
-    assert cuda["train peak allocated GiB at batch 8192"]["met"] is False
-    assert cuda["forward samples/s at batch 8192"]["met"] is True
+    cuda = {t.target: t for t in speed_targets(fake_bench("cuda:0", 3.0, rows)) if t.device == "cuda"}
+    assert cuda["train_own_vs_eager_reference"].met is False
+    assert cuda["train samples/s at batch 8192"].met is True
+    assert cuda["train peak allocated GiB at batch 8192"].value == pytest.approx(5.0)
+    assert cuda["train peak allocated GiB at batch 8192"].met is False
+    assert cuda["forward samples/s at batch 8192"].met is True
     unmeasured = speed_targets(fake_bench("cuda:0", 4.0, []))
-    assert [t["note"] for t in unmeasured][2:] == ["not measured (no batch 8192 figure in this run)"] * 3
+    assert [t.note for t in unmeasured][2:] == ["not measured (no batch 8192 figure in this run)"] * 3
 
 
 def test_report_shows_the_ratio_targets_next_to_the_ratios():
     bench = fake_bench("cpu", 1.7, [])
-    targets = [SpeedTarget.model_validate(t) for t in speed_targets(bench)]
+    targets = speed_targets(bench)
     text = ratio_table(Peers.model_validate(bench["peers"]), targets, "cpu") + "\n" + targets_table(targets)
     assert "| train own vs eager reference | 1.70 | [1.61, 1.78] | ≥ 1.5x (CPU) | **yes** |" in text
     assert "| forward own vs eager reference | 2.00 | [1.90, 2.10] | - | - |" in text

@@ -94,7 +94,8 @@ def test_the_report_stage_runs_no_training_embedding_or_evaluation_code():
     report = executed_by("report")
     assert "harness/render/report.md.j2" in report
     assert not {"cube/trainer.py", "cube/teachers.py", "cube/embedded.py", "cube/baselines.py"} & report
-    assert not [path for path in report if path.startswith("harness/stages/")]
+    runner = {"harness/stages/__init__.py", "harness/stages/__main__.py"}  # the process entry of every stage
+    assert not [path for path in report - runner if path.startswith("harness/stages/")]
 
 
 def test_every_c_source_is_listed_with_the_module_that_compiles_it_and_stages_running_it_depend_on_it():
@@ -104,3 +105,14 @@ def test_every_c_source_is_listed_with_the_module_that_compiles_it_and_stages_ru
     listed = {source for compiled in COMPILED.values() for source in compiled}
     assert sources == listed, "a C source no module is listed as compiling: add it to code_deps.COMPILED"
     assert "cube/kernels/cell_rule.c" in executed_by("evaluate")
+
+
+def test_no_stage_executes_the_command_line_interface():
+    """A stage's process is ``python -m harness.stages``: the CLI's help strings and tools are no stage's code, so
+    editing them re-runs nothing."""
+    for name, stage in stages():
+        command = stage["cmd"].split()
+        assert command[:3] == ["python", "-m", "harness.stages"], name
+        code = executed_by(command[3])
+        assert "harness/__main__.py" not in code and "harness/stages/__main__.py" in code, name
+        assert not any(path.startswith("harness/workflows/") for path in code), name

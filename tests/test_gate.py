@@ -11,8 +11,8 @@ import pytest
 from harness.config import GateConfig
 from harness.judge import gate
 from harness.judge.gate import confirm_speed, params_differences
-from harness.judge.paired import RatioEstimate
 from harness.render.gate_report import markdown
+from harness.stats.paired import RatioEstimate
 from harness.store.results import GateBaselines, RunSnapshot
 
 GATE = GateConfig(cosine_drop=0.01, recall_drop=0.03, mrr_drop=0.02, speed_ratio_drop=0.4, noise_floor=0.001,

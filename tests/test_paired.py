@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.judge.paired import BETTER, NO_DIFFERENCE, WORSE, NonFiniteScores, paired_difference, pairs_needed
+from harness.stats.paired import BETTER, NO_DIFFERENCE, WORSE, NonFiniteScores, paired_difference, pairs_needed
 
 
 def scores(n: int = 200, seed: int = 0) -> np.ndarray:
@@ -88,7 +88,7 @@ def test_seeds_with_their_own_splits_are_compared_pair_by_pair_within_each_seed(
 def test_resampled_sums_are_exact_so_any_blas_order_gives_the_same_interval() -> None:
     import math
 
-    from harness.judge.paired import _exact_sum_scale
+    from harness.stats.paired import _exact_sum_scale
 
     rng = np.random.default_rng(3)
     diffs = [rng.uniform(-2, 2, 2655), rng.uniform(-2, 2, 2655)]

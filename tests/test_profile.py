@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from harness.config import params_from_dict
+from harness.stages.check import check_lattice_fits_teacher
 from harness.workflows import profile
-from harness.workflows.experiments import check_lattice_fits_teacher
 
 
 def finished_clone(root: Path) -> Path:

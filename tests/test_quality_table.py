@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.judge.paired import PairedDifference
 from harness.judge.targets import QUALITY_TARGET, quality_misses
 from harness.render.report import detectable_lines, target_lines
 from harness.stages.evaluate import chosen_stage, compare, summarise
+from harness.stats.paired import PairedDifference
 
 MEASURES = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
 BASELINES = ("identity", "mean answer", "ridge", "procrustes", "linear (contrastive)", "mlp")

@@ -1,8 +1,8 @@
-"""The regression gate: this run against the committed baseline of the run it replaces, judged by ``harness.judge.paired``.
+"""The regression gate: this run against the committed baseline of the run it replaces, judged by ``harness.stats.paired``.
 
 - **quality**: each stage's test cosine, recall@1 and MRR over every seed (the pipeline's and
   ``quality.extra_seeds``), pair by pair and seed by seed against the baseline's per-pair scores of the same seeds.
-  A verdict is about the training recipe, not one trajectory: the interval (``harness.judge.paired``) spans the spread
+  A verdict is about the training recipe, not one trajectory: the interval (``harness.stats.paired``) spans the spread
   over test pairs and over the seeds' runs, at a confidence corrected for the number of quality checks (Bonferroni,
   5% for the whole family), so a change at the level of float noise passes. A regression is a run significantly
   worse by more than ``gate.noise_floor``; a mean fall of the metric's tolerance or more that the interval cannot
@@ -41,10 +41,10 @@ from typing import Any
 from cube import atomic
 from harness import paths
 from harness.config import GateConfig, Params
-from harness.judge import paired
 from harness.measure import peer_probe
 from harness.measure.peer_ratios import INDEPENDENT_PEERS
 from harness.measure.phases import PHASES
+from harness.stats import paired
 from harness.store.results import (
     Bench,
     Evaluation,

@@ -1,6 +1,6 @@
 """Every target the project holds itself to, as data, with the rules that judge a run against them.
 
-Quality: the chosen cube stage significantly better (``harness/judge/paired.py``) than each listed baseline on
+Quality: the chosen cube stage significantly better (``harness/stats/paired.py``) than each listed baseline on
 each listed measure. Speed and memory: the cube's training step against the eager reference, and absolute GPU
 figures at ``TARGET_BATCH``. A target for the other kind of device is listed as not measured, never as met or missed.
 """
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cube import rivals
-from harness.judge.paired import BETTER, INCONCLUSIVE, MET, PairedDifference, RatioEstimate
-from harness.store.results import ratio_key
+from harness.stats.paired import BETTER, INCONCLUSIVE, MET, PairedDifference, RatioEstimate
+from harness.store.results import SpeedVerdict, ratio_key
 
 # The quality target: the chosen stage significantly better than each of these baselines on these measures.
 QUALITY_TARGET: dict[str, tuple[str, ...]] = {
@@ -87,26 +87,25 @@ def quality_misses(comparisons: dict[str, dict[str, dict[str, Any]]],
 
 
 def _judged(target: SpeedTarget, value: float | list[RatioEstimate] | None, run_device: str,
-            missing: str) -> dict[str, Any]:
-    """One target row; ``value`` None with ``missing`` saying why (another device's target, or no such figure)."""
-    row: dict[str, Any] = {"target": target.name, "device": target.device, "goal": target.goal_text,
-                           "value": None, "met": None}
+            missing: str) -> SpeedVerdict:
+    """One target's verdict; ``value`` None with ``missing`` saying why (another device's target, or no such figure)."""
+    row = {"target": target.name, "device": target.device, "goal": target.goal_text, "value": None, "met": None}
     if target.device != run_device:
-        return row | {"note": f"not measured here ({run_device.upper()} run)"}
+        return SpeedVerdict(**row, note=f"not measured here ({run_device.upper()} run)")
     if value is None:
-        return row | {"note": missing}
+        return SpeedVerdict(**row, note=missing)
     if isinstance(value, list):  # one ratio estimate per process: the verdict stands only when they agree
         verdicts = [estimate.meets(target.goal) for estimate in value]
         agreed = verdicts[0] if len(set(verdicts)) == 1 else INCONCLUSIVE
         intervals = ", ".join(f"{e.ratio:.2f} [{e.low:.2f}, {e.high:.2f}]: {v}" for e, v in zip(value, verdicts))
-        return row | {"value": value[0].ratio, "met": None if agreed == INCONCLUSIVE else agreed == MET,
-                      "note": f"{len(value)} processes, 95% intervals: {intervals}"
-                              + ("; inconclusive" if agreed == INCONCLUSIVE else "")}
+        return SpeedVerdict(**row | {"value": value[0].ratio, "met": None if agreed == INCONCLUSIVE else agreed == MET},
+                            note=f"{len(value)} processes, 95% intervals: {intervals}"
+                                 + ("; inconclusive" if agreed == INCONCLUSIVE else ""))
     met = value >= target.goal if target.at_least else value <= target.goal
-    return row | {"value": value, "met": met, "note": ""}
+    return SpeedVerdict(**row | {"value": value, "met": met})
 
 
-def speed_targets(result: dict[str, Any], other_processes: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def speed_targets(result: dict[str, Any], other_processes: list[dict[str, Any]] = ()) -> list[SpeedVerdict]:
     """The speed targets against a bench result: what was asked, on which device, what this run measured, met or not.
 
     The ratio target is judged on the ratio's interval in this process and in each of ``other_processes`` (their

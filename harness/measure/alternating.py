@@ -3,7 +3,7 @@
 What differs between the two is what a process is made of (the cube package it imports, the CPU code paths pinned
 before torch loads), so each runs in its own ``cube_worker`` process; they are asked in turn (A B, B A, ...), one
 block of calls at a time, and only one computes at any moment. Load from elsewhere lands on both alike, and the
-ratio of their per-round times, with its interval over the rounds (``harness.judge.paired.ratio_interval``), says
+ratio of their per-round times, with its interval over the rounds (``harness.stats.paired.ratio_interval``), says
 how much faster one is than the other.
 """
 
@@ -21,8 +21,8 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from harness.judge import paired
 from harness.measure import cube_worker
+from harness.stats import paired
 
 
 @dataclass(frozen=True)

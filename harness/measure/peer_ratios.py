@@ -18,15 +18,14 @@ from tqdm import tqdm
 
 from cube.processor import EmbeddingProcessor
 from harness.config import Params
-from harness.judge import paired
 from harness.measure.peers import Conv3dReference, EagerReference, PerSampleLoop, reference_processor
 from harness.measure.phases import PHASES, batch_inputs, first_calls, phases
 from harness.measure.trackers import summarise_latency, time_interleaved
-from harness.store.results import ratio_key
+from harness.stats import paired
+from harness.store.results import OWN, ratio_key
 
 log = logging.getLogger(__name__)
 
-OWN = "own"
 OWN_LABEL = "this project's cube"
 
 
@@ -82,6 +81,7 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
         peers = default_peers(bench.compiled_peer)
     batch = batch or bench.peer_batch_size
     x, target = batch_inputs(batch, dim, device)
+    labels = {name: label(name) for name in (OWN, *peers)}
     implementations = {OWN: copy.deepcopy(model)} | {name: BY_NAME[name].make(model) for name in peers}
     steps = {name: phases(implementation, x, target) for name, implementation in implementations.items()}
     compile_seconds, unavailable = {}, {}
@@ -104,6 +104,6 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
                  for name, t in times.items()]
         for peer in peers:
             ratios[ratio_key(phase, peer)] = paired.ratio_interval(times[OWN], times[peer]).to_dict()
-    return {"batch_size": batch, "repeats": repeats, "rows": rows, "speed_ratios": ratios,
+    return {"batch_size": batch, "repeats": repeats, "labels": labels, "rows": rows, "speed_ratios": ratios,
             "compile_seconds": compile_seconds, "unavailable": unavailable,
             "own_at_least_as_fast": all(value["ratio"] >= 1.0 for value in ratios.values())}

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import cube
-from harness.judge.paired import RatioEstimate
 from harness.measure.alternating import Contender, ratios, time_alternating
 from harness.measure.phases import PHASES
+from harness.stats.paired import RatioEstimate
 
 CODE = Path(cube.__file__).resolve().parent.parent  # the tree this process's cube comes from: this revision's
 

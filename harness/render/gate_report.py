@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from harness.judge.gate import INCONCLUSIVE, Check, GateVerdict
-from harness.judge.paired import RatioEstimate
+from harness.stats.paired import RatioEstimate
 
 
 def _shown(value: Any) -> str:

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from cube import atomic  # noqa: E402
-from harness.judge.paired import PairedDifference  # noqa: E402
+from harness.stats.paired import PairedDifference  # noqa: E402
 from harness.store.results import Bench, ModelSummary, Scaling, ScalingRow  # noqa: E402
 
 

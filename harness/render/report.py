@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,15 +19,15 @@ from cube.rivals import names as baseline_names
 from cube.tasks import TASKS
 from harness import paths
 from harness.config import Params
-from harness.judge import paired
-from harness.judge.paired import PairedDifference
 from harness.judge.targets import describe_quality_target
-from harness.measure.peer_ratios import OWN
-from harness.measure.peer_ratios import label as peer_label
 from harness.render import plots
+from harness.render.tables import markdown_table
+from harness.stats import paired
+from harness.stats.paired import PairedDifference
 from harness.store.provenance import provenance
 from harness.store.results import (
     CUBE_PREFIX,
+    OWN,
     Bench,
     DataCard,
     Doctor,
@@ -38,7 +39,7 @@ from harness.store.results import (
     Reliability,
     Roofline,
     ScalingRow,
-    SpeedTarget,
+    SpeedVerdict,
     TrainSummary,
     cube_model,
     peer_of,
@@ -75,21 +76,6 @@ def _history(stage: str) -> list[dict[str, Any]]:
     if not sidecar.exists():
         raise FileNotFoundError(f"{sidecar} is missing; run the stage first (dvc repro)")
     return json.loads(sidecar.read_text(encoding="utf-8"))["history"]
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            if abs(value) < 1:
-                return f"{value:.4f}"
-            return f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
-        if isinstance(value, int):
-            return f"{value:,}"
-        return str(value)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _mean_std(score: MeanStd) -> str:
@@ -225,7 +211,7 @@ def draw_plots(inputs: ReportInputs) -> None:
     plots.paired_differences(tabled(evaluation.comparisons),
                              compared_measures(evaluation.comparisons), evaluation.chosen_stage,
                              paths.REPORTS / "paired_differences.png")
-    plots.throughput(bench, paths.REPORTS / "throughput.png", peer_label)
+    plots.throughput(bench, paths.REPORTS / "throughput.png", peer_labels(bench))
     plots.scaling(bench.scaling, bench.device, paths.REPORTS / "scaling.png")
 
 
@@ -266,7 +252,7 @@ def _page(inputs: ReportInputs) -> dict[str, Any]:
         "throughput_table": _throughput_table(bench),
         "tails_left_out": [name for name, _, needed in TAIL_PERCENTILES if bench.repeats < needed],
         "memory_table": _memory_table(bench), "peer_table": _peer_table(bench.peers),
-        "ratio_table": ratio_table(bench.peers, bench.targets, bench.device), "peer_label": peer_label,
+        "ratio_table": ratio_table(bench.peers, bench.targets, bench.device), "peer_label": peer_labels(bench),
         "numerics_cost_table": _numerics_cost_table(bench.numerics_cost),
         "peer_sweep_table": _peer_sweep_table(bench.peer_sweep), "peer_sweep_line": _peer_sweep_line(bench.peer_sweep),
         "compile_times": ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in bench.peers.compile_seconds.items()),
@@ -292,7 +278,7 @@ def _rivals_table(comparisons: dict[str, dict[str, PairedDifference]], models: d
         d = comparisons[name]["mrr"]
         rows.append([name, _mean_std(models[name].test["mrr"]), f"{d.mean:+.4f}", d.interval(), d.shown_verdict(),
                      models[name].parameters])
-    return _table(["rival", "its test MRR", "cube - rival", "95% interval", "verdict", "its parameters"], rows)
+    return markdown_table(["rival", "its test MRR", "cube - rival", "95% interval", "verdict", "its parameters"], rows)
 
 
 RECOMPUTES_ON = {"portable": "any x86-64 CPU with AVX2", "native": "this kind of CPU only"}  # where figures recompute
@@ -309,7 +295,7 @@ def _numerics_rows(found: dict[str, Any]) -> list[list[Any]]:
 
 
 def _provenance_table(origin: dict[str, Any]) -> str:
-    return _table(["item", "value"], [
+    return markdown_table(["item", "value"], [
         ["git revision", origin["git_revision"]], ["params hash (sha256)", origin["params_hash"]],
         ["seed", origin["seed"]],
         ["deterministic algorithms (train.deterministic)", "on" if origin["deterministic_algorithms"] else "off"],
@@ -323,7 +309,7 @@ def _provenance_table(origin: dict[str, Any]) -> str:
 
 def _data_table(card: DataCard) -> str:
     task = TASKS[card.task]
-    return _table(["item", "value"], [
+    return markdown_table(["item", "value"], [
         ["task", f"{card.task}: {task.question} -> {task.answer}"], ["a split keeps whole", task.kept_whole],
         ["source", card.source], ["raw pairs (word tasks: entries)", card.raw_pairs],
         ["exact duplicates dropped", card.duplicates_dropped], ["empty entries dropped", card.empty_dropped],
@@ -336,10 +322,10 @@ def _data_table(card: DataCard) -> str:
 
 
 def _teachers_table(card: DataCard) -> str:
-    return _table(["teacher", "width", "pooling", "dtype", "weight", "pair agreement",
-                   f"sentences over max_length (of {card.sentences:,})"],
-                  [[t.name, t.width, t.pooling, t.dtype, t.weight, t.pair_agreement, t.truncated]
-                   for t in card.teachers])
+    return markdown_table(["teacher", "width", "pooling", "dtype", "weight", "pair agreement",
+                           f"sentences over max_length (of {card.sentences:,})"],
+                          [[t.name, t.width, t.pooling, t.dtype, t.weight, t.pair_agreement, t.truncated]
+                           for t in card.teachers])
 
 
 def _quality_table(models: dict[str, ModelSummary], measures: tuple[str, ...], seeds: int) -> str:
@@ -351,7 +337,7 @@ def _quality_table(models: dict[str, ModelSummary], measures: tuple[str, ...], s
         else:
             label, tuning = name, entry.tuning
         rows.append([label, *[_mean_std(entry.test[m]) for m in measures], entry.parameters, tuning])
-    return _table(["model", *measures, "parameters", "tuning on validation"], rows)
+    return markdown_table(["model", *measures, "parameters", "tuning on validation"], rows)
 
 
 def _paired_table(comparisons: dict[str, dict[str, PairedDifference]]) -> str:
@@ -360,7 +346,7 @@ def _paired_table(comparisons: dict[str, dict[str, PairedDifference]]) -> str:
         for measure in compared_measures(comparisons):
             d = measures[measure]
             rows.append([name, measure, f"{d.mean:+.4f}", d.interval(), d.shown_verdict(), f"{d.detectable:.4f}"])
-    return _table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows)
+    return markdown_table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows)
 
 
 def _seed_table(ev: Evaluation, measures: tuple[str, ...], seed: int) -> str:
@@ -369,7 +355,7 @@ def _seed_table(ev: Evaluation, measures: tuple[str, ...], seed: int) -> str:
             for s, v in ev.stages.items()]
     rows += [[name, *[v.test.measure(m) for m in measures], v.parameters]
              for name, v in tabled(ev.baselines).items()]
-    return _table(["model", *measures, "parameters"], rows)
+    return markdown_table(["model", *measures, "parameters"], rows)
 
 
 def _stages_table(ev: Evaluation, trained: dict[str, TrainSummary]) -> str:
@@ -380,8 +366,8 @@ def _stages_table(ev: Evaluation, trained: dict[str, TrainSummary]) -> str:
         rows.append([label, summary.final_train_loss, summary.epochs_run, summary.best_value,
                      result.test.cosine, result.test.recall_at_1, result.test.recall_at_5, result.test.recall_at_10,
                      result.test.mrr, f"{summary.wall_seconds:.1f}", summary.parameters])
-    return _table(["model", "final loss", "epochs", "val (its monitor)", "test cosine", "R@1", "R@5", "R@10", "MRR",
-                   "wall s", "parameters"], rows)
+    return markdown_table(["model", "final loss", "epochs", "val (its monitor)", "test cosine", "R@1", "R@5", "R@10", "MRR",
+                           "wall s", "parameters"], rows)
 
 
 def _device_table(doctor: Doctor) -> str:
@@ -395,39 +381,46 @@ def _device_table(doctor: Doctor) -> str:
     rows += [["CPU", f"{cpu.model}, {cpu.logical_cpus} logical CPUs, {cpu.torch_threads} torch threads, "
                      f"{cpu.memory_total_gib:.1f} GiB"],
              ["device used", f"{doctor.chosen_device} ({doctor.reason})"]]
-    return _table(["item", "value"], rows)
+    return markdown_table(["item", "value"], rows)
 
 
 def _throughput_table(bench: Bench) -> str:
     shown = [(label, key) for label, key, needed in TAIL_PERCENTILES if bench.repeats >= needed]
-    return _table(["phase", "batch", "samples/s", "min", "max", "latency ms mean", "p50", *[name for name, _ in shown]],
-                  [[r.phase, r.batch_size, r.samples_per_s, r.samples_per_s_min, r.samples_per_s_max,
-                    r.latency_ms_mean, r.latency_ms_p50, *[getattr(r, k) for _, k in shown]] for r in bench.rows])
+    return markdown_table(["phase", "batch", "samples/s", "min", "max", "latency ms mean", "p50", *[name for name, _ in shown]],
+                          [[r.phase, r.batch_size, r.samples_per_s, r.samples_per_s_min, r.samples_per_s_max,
+                            r.latency_ms_mean, r.latency_ms_p50, *[getattr(r, k) for _, k in shown]] for r in bench.rows])
 
 
 def _memory_table(bench: Bench) -> str:
     keys = [k for k in MEMORY_LABELS if getattr(bench.rows[0], k) is not None]
-    return _table(["phase", "batch", *[MEMORY_LABELS[k] for k in keys]],
-                  [[r.phase, r.batch_size, *[getattr(r, k) for k in keys]] for r in bench.rows])
+    return markdown_table(["phase", "batch", *[MEMORY_LABELS[k] for k in keys]],
+                          [[r.phase, r.batch_size, *[getattr(r, k) for k in keys]] for r in bench.rows])
 
 
 def _met(met: bool | None) -> str:
     return "n/a" if met is None else ("**yes**" if met else "**NO**")
 
 
+def peer_labels(bench: Bench) -> Callable[[str], str]:
+    """The bench's own words for each implementation it timed (the name itself where it recorded none)."""
+    words = {name: text for peers in (bench.peers, *bench.peer_sweep) for name, text in peers.labels.items()}
+    return lambda name: words.get(name, name)
+
+
 def _peer_table(peers: Peers) -> str:
-    return _table(["implementation", "phase", "latency ms p50", "latency ms mean"],
-                  [[peer_label(r.implementation), r.phase, r.latency_ms_p50, r.latency_ms_mean] for r in peers.rows])
+    return markdown_table(["implementation", "phase", "latency ms p50", "latency ms mean"],
+                                  [[peers.labels.get(r.implementation, r.implementation), r.phase, r.latency_ms_p50,
+                                    r.latency_ms_mean] for r in peers.rows])
 
 
-def ratio_table(peers: Peers, targets: list[SpeedTarget], device: str) -> str:
+def ratio_table(peers: Peers, targets: list[SpeedVerdict], device: str) -> str:
     """The speed ratios with their intervals, beside the ratio targets of this run's device."""
     here = "cuda" if device.startswith("cuda") else "cpu"
     goals = {t.target: t for t in targets if t.device == here}
-    return _table(["ratio", "value", "95% interval", "target", "met"],
-                  [[name.replace("_", " "), f"{value.ratio:.2f}", f"[{value.low:.2f}, {value.high:.2f}]",
-                    goals[name].goal + f" ({here.upper()})" if name in goals else "-",
-                    _met(goals[name].met) if name in goals else "-"] for name, value in peers.speed_ratios.items()])
+    return markdown_table(["ratio", "value", "95% interval", "target", "met"],
+                          [[name.replace("_", " "), f"{value.ratio:.2f}", f"[{value.low:.2f}, {value.high:.2f}]",
+                            goals[name].goal + f" ({here.upper()})" if name in goals else "-",
+                            _met(goals[name].met) if name in goals else "-"] for name, value in peers.speed_ratios.items()])
 
 
 def _sweep_verdict(value: paired.RatioEstimate) -> str:
@@ -453,7 +446,7 @@ def _peer_sweep_table(points: list[Peers]) -> str:
     peers = list(dict.fromkeys(peer_of(key) for key in points[0].speed_ratios))
     header = ["batch", "phase", "cube samples/s"]
     for name in peers:
-        header += [f"{peer_label(name).split(':')[0]} samples/s", "cube's speed over it [95% interval]"]
+        header += [f"{points[0].labels.get(name, name).split(':')[0]} samples/s", "cube's speed over it [95% interval]"]
     rows = []
     for point in points:
         rate = {(r.implementation, r.phase): r.samples_per_s for r in point.rows}
@@ -464,7 +457,7 @@ def _peer_sweep_table(points: list[Peers]) -> str:
                 cells += [f"{rate[(name, phase)]:,.0f}",
                           f"{value.ratio:.2f} [{value.low:.2f}, {value.high:.2f}] {_sweep_verdict(value)}"]
             rows.append(cells)
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _numerics_cost_table(cost: NumericsCost | None) -> str:
@@ -476,24 +469,24 @@ def _numerics_cost_table(cost: NumericsCost | None) -> str:
         verdict = ("portable slower" if value.high < 1 else "portable faster" if value.low > 1 else
                    "no significant difference")
         rows.append([phase, batch, f"{value.ratio:.3f}", f"[{value.low:.3f}, {value.high:.3f}]", verdict])
-    return _table(["phase", "batch", "portable speed / native speed", "95% interval", "verdict"], rows)
+    return markdown_table(["phase", "batch", "portable speed / native speed", "95% interval", "verdict"], rows)
 
 
-def targets_table(targets: list[SpeedTarget]) -> str:
+def targets_table(targets: list[SpeedVerdict]) -> str:
     """The speed targets, each with the device it is set for; the other device's read 'not measured here'."""
-    return _table(["target", "device", "goal", "measured", "met"],
-                  [[t.target, t.device.upper(), t.goal, t.note if t.value is None else t.value, _met(t.met)]
-                   for t in targets])
+    return markdown_table(["target", "device", "goal", "measured", "met"],
+                          [[t.target, t.device.upper(), t.goal, t.note if t.value is None else t.value, _met(t.met)]
+                           for t in targets])
 
 
 def _roofline_table(lines: Roofline) -> str:
-    return _table(["phase", "MFLOP/sample", "MiB/sample", "FLOP/byte", "achieved GFLOP/s", "peak GFLOP/s",
-                   "copy GB/s", "roofline bound GFLOP/s", "of peak", "of roofline"],
-                  [[phase, f"{v.flops_per_sample / 1e6:.1f}", f"{v.bytes_per_sample / 2**20:.2f}",
-                    f"{v.arithmetic_intensity:.2f}", f"{v.achieved_flops / 1e9:.2f}", f"{v.peak_flops / 1e9:.1f}",
-                    f"{v.copy_bandwidth_bytes / 1e9:.1f}", f"{v.roofline_bound_flops / 1e9:.1f} ({v.bound_by})",
-                    f"{100 * v.fraction_of_peak:.2f}%", f"{100 * v.fraction_of_roofline:.1f}%"]
-                   for phase, v in (("forward", lines.forward), ("train", lines.train))])
+    return markdown_table(["phase", "MFLOP/sample", "MiB/sample", "FLOP/byte", "achieved GFLOP/s", "peak GFLOP/s",
+                           "copy GB/s", "roofline bound GFLOP/s", "of peak", "of roofline"],
+                          [[phase, f"{v.flops_per_sample / 1e6:.1f}", f"{v.bytes_per_sample / 2**20:.2f}",
+                            f"{v.arithmetic_intensity:.2f}", f"{v.achieved_flops / 1e9:.2f}", f"{v.peak_flops / 1e9:.1f}",
+                            f"{v.copy_bandwidth_bytes / 1e9:.1f}", f"{v.roofline_bound_flops / 1e9:.1f} ({v.bound_by})",
+                            f"{100 * v.fraction_of_peak:.2f}%", f"{100 * v.fraction_of_roofline:.1f}%"]
+                           for phase, v in (("forward", lines.forward), ("train", lines.train))])
 
 
 def _fmt(value: float | None) -> str:
@@ -509,9 +502,10 @@ def _scaling_table(block: list[ScalingRow]) -> str:
     on_gpu = block[0].cuda_peak_increase_mib_per_sample is not None
     header = ["lattice", "cells", "steps", "checkpointing", "ms/sample", "saved for backward MiB/sample"]
     header += ["CUDA peak allocated MiB/sample"] if on_gpu else []
-    return _table(header, [["x".join(map(str, r.lattice)), r.cells, r.steps, "on" if r.activation_checkpointing else "off",
-                            f"{r.ms_per_sample:.3f}", f"{r.saved_mib_per_sample:.3f}"]
-                           + ([f"{r.cuda_peak_increase_mib_per_sample:.3f}"] if on_gpu else []) for r in block])
+    return markdown_table(header, [["x".join(map(str, r.lattice)), r.cells, r.steps,
+                                            "on" if r.activation_checkpointing else "off",
+                                            f"{r.ms_per_sample:.3f}", f"{r.saved_mib_per_sample:.3f}"]
+                                           + ([f"{r.cuda_peak_increase_mib_per_sample:.3f}"] if on_gpu else []) for r in block])
 
 
 def _drills_table(kinds: dict[str, Any]) -> str:
@@ -520,4 +514,4 @@ def _drills_table(kinds: dict[str, Any]) -> str:
         counts = kinds[kind]
         rows.append([tried, counts.tried, f"{counts.passed} {passed}", ", ".join(counts.failed) or "none",
                      len(counts.left_to_make_test)])
-    return _table(["drill", "tried", "passed", "failed", "left to `make test` (slow)"], rows)
+    return markdown_table(["drill", "tried", "passed", "failed", "left to `make test` (slow)"], rows)

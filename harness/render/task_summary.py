@@ -18,13 +18,14 @@ from cube import atomic
 from cube.rivals import LINEAR
 from cube.rivals import names as baseline_names
 from cube.tasks import TASKS
-from harness.render.report import RECOMPUTES_ON, _table, compared_measures, detectable_lines
+from harness import paths
+from harness.render.report import RECOMPUTES_ON, compared_measures, detectable_lines
+from harness.render.tables import markdown_table
 from harness.store.results import Bench, Evaluation, cube_model, read_result
-from harness.workflows.profile import ROOT
 
-RUNS = {"dialogue (default run)": ROOT / "metrics", "translation": ROOT / "reports" / "translation",
-        "translation, the cube's settings chosen by a validation sweep": ROOT / "reports" / "translation_tuned",
-        "reverse dictionary": ROOT / "reports" / "reverse_dictionary"}
+RUNS = {"dialogue (default run)": paths.REPO / "metrics", "translation": paths.REPO / "reports" / "translation",
+        "translation, the cube's settings chosen by a validation sweep": paths.REPO / "reports" / "translation_tuned",
+        "reverse dictionary": paths.REPO / "reports" / "reverse_dictionary"}
 SWEEPS = {"translation_tuned": ("profiles/translation_tuned.yaml", "reports/translation/sweep.md")}
 SHOWN = ("identity", "ridge", "procrustes", LINEAR, "mlp")  # the like-for-like rivals the issue of headroom is about
 
@@ -44,7 +45,7 @@ def in_order(results: dict[str, V], order: tuple[str, ...]) -> dict[str, V]:
 
 def shown(path: Path) -> Path:
     """``path`` relative to the checkout where it is inside it."""
-    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    return path.relative_to(paths.REPO) if path.is_relative_to(paths.REPO) else path
 
 
 def share_of_gain(evaluation: Evaluation, rival: str = LINEAR, measure: str = "mrr") -> float | None:
@@ -96,7 +97,7 @@ def section(title: str, folder: Path) -> list[str]:
     measures = [m for m in ("mrr", "recall@1", "cosine", "csls mrr", "csls recall@1") if m in models[cube_name].test]
     rows = [[name, *[f"{models[name].test[m].mean:.4f} ± {models[name].test[m].std:.4f}" for m in measures],
              models[name].parameters] for name in [cube_name, *[s for s in SHOWN if s in models]]]
-    out += [_table(["model (test, mean ± std over seeds)", *measures, "parameters"], rows), ""]
+    out += [markdown_table(["model (test, mean ± std over seeds)", *measures, "parameters"], rows), ""]
     comparisons = in_order(evaluation.comparisons, baseline_names())  # committed runs' files have sorted keys
     rows = []
     for name in [s for s in SHOWN if s in comparisons]:
@@ -104,7 +105,7 @@ def section(title: str, folder: Path) -> list[str]:
             d = comparisons[name][measure]
             rows.append([name, measure, f"{d.mean:+.4f}", d.interval(), d.shown_verdict(), f"{d.detectable:.4f}"])
     out += [f"Cube ({stage}, chosen on validation MRR) minus each baseline, paired over the test pairs and seeds:", "",
-            _table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), ""]
+            markdown_table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), ""]
     share = share_of_gain(evaluation)
     gain = models[LINEAR].test["mrr"].mean - models["identity"].test["mrr"].mean
     resolution = comparisons["identity"]["mrr"].detectable if "identity" in comparisons else None
@@ -131,12 +132,12 @@ def curve_section(path: Path) -> list[str]:
             f"{curve['test_pairs']:,} test pairs, seeds {', '.join(map(str, curve['seeds']))}; "
             "details in `reports/learning_curve/learning_curve.md`.", "",
             "![learning curve](learning_curve/learning_curve.png)", "",
-            _table(["model", "parameters", *[f"{s:,} pairs" for s in curve["sizes"]]], rows), ""]
+            markdown_table(["model", "parameters", *[f"{s:,} pairs" for s in curve["sizes"]]], rows), ""]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness task-summary", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "tasks.md")
+    parser.add_argument("--out", type=Path, default=paths.REPO / "reports" / "tasks.md")
     args = parser.parse_args(argv)
     out = ["# Cube Bench: the tasks side by side", "",
            "Each section is one task's committed run (figures copied from its `evaluate.json`, none computed here; "
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             missing.append(f"{title} (no run in {shown(folder)})")
         except StaleRun as why:
             missing.append(f"{title} ({why})")
-    curve = ROOT / "reports" / "learning_curve" / "learning_curve.json"
+    curve = paths.REPO / "reports" / "learning_curve" / "learning_curve.json"
     if curve.exists():
         out += curve_section(curve)
     if missing:

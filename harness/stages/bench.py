@@ -145,7 +145,7 @@ def run_bench(params: Params) -> Bench:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
     }
     result["second_process_speed_ratios"] = second_process
-    result["targets"] = speed_targets(result, [second_process])
+    result["targets"] = [verdict.model_dump() for verdict in speed_targets(result, [second_process])]
     result["numerics_cost"] = cost
     typed = write_result(paths.BENCH_METRICS, result, Bench)
     write_speed_headline(result["rows"], params.bench.peer_batch_size)

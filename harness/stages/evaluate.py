@@ -27,9 +27,9 @@ from cube.tasks import TASKS
 from cube.trainer import predict
 from harness import paths
 from harness.config import Params
-from harness.judge import paired
 from harness.judge.targets import QUALITY_TARGET, quality_misses
-from harness.stages.train import embedded_for
+from harness.stats import paired
+from harness.store.embedded import embedded_for
 from harness.store.results import CUBE_PREFIX, Evaluation, QualityHeadline, cube_model, write_result
 
 

@@ -1,6 +1,6 @@
 """The training stages: each starts from the previous stage's best weights and logs through dvclive.
 
-With ``train.distributed`` world size above 1, ``python -m harness train <stage>`` re-launches
+With ``train.distributed`` world size above 1, ``python -m harness.stages train <stage>`` re-launches
 itself through torchrun (``launch``); each worker then runs ``run_stage`` as one rank.
 """
 
@@ -28,13 +28,14 @@ from cube.distributed import (
     worker_device,
     world_from_env,
 )
-from cube.embedded import EmbeddedData, load_embedded, redraw_split
+from cube.embedded import EmbeddedData
 from cube.processor import EmbeddingProcessor, Mode
 from cube.stages import BY_NAME
 from cube.trainer import CubeTrainer, TrainResult
 from dvclive import Live
 from harness import paths
 from harness.config import Params
+from harness.store.embedded import embedded_for
 from harness.store.results import TrainSummary, as_result, write_result
 
 
@@ -67,15 +68,6 @@ def _fingerprint(params: Params, previous_sha: str | None) -> str:
     return json_digest(identity)
 
 
-def embedded_for(params: Params, seed: int) -> EmbeddedData:
-    """The embedded splits a chain under ``seed`` trains and is scored on: the datasets stage's, or, with
-    ``quality.resplit``, the same pairs split again under an extra seed."""
-    data = load_embedded(paths.EMBEDDED)
-    if not params.quality.resplit or seed == params.seed:
-        return data
-    return redraw_split(data, params.data.val_fraction, params.data.test_fraction, seed)
-
-
 def needs_launch(params: Params) -> bool:
     """True in the process DVC starts when the stage must run as several torchrun workers."""
     return params.train.distributed.world_size > 1 and not world_from_env().distributed
@@ -87,7 +79,7 @@ def launch(params: Params, stage: str, params_path: Path, node_rank: int | None 
     device = choose_device(params.train.device).device
     resolve_backend(config, device)  # fail here, once, rather than in every worker
     check_gpu_count(config, device)
-    args = ["harness", "--params", str(params_path), "train", stage]
+    args = ["harness.stages", "--params", str(params_path), "train", stage]
     if node_rank is not None:
         args += ["--node-rank", str(node_rank)]
     command = launch_command(config, args)

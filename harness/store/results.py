@@ -16,7 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, Va
 
 from cube import atomic
 from cube.card import TeacherInfo
-from harness.judge.paired import PairedDifference, RatioEstimate
+from harness.stats.paired import PairedDifference, RatioEstimate
 
 SCHEMA_VERSION = 1
 CUBE_PREFIX = "cube: "  # a cube stage's model name in an evaluation, beside the baselines' own names
@@ -217,6 +217,9 @@ class BenchRow(Latency):
     nvml_total_mib: Number | None = None
 
 
+OWN = "own"  # the cube's own implementation, in speed results beside its peers
+
+
 class PeerRow(Latency):
     implementation: str
     phase: str
@@ -226,6 +229,7 @@ class PeerRow(Latency):
 class Peers(Strict):
     batch_size: int
     repeats: int
+    labels: dict[str, str] = {}  # the report's words for each implementation asked for (the cube's own: OWN)
     rows: list[PeerRow]
     speed_ratios: dict[str, RatioEstimate]
     compile_seconds: dict[str, Number] = {}
@@ -283,7 +287,9 @@ class Scaling(Strict):
     by_steps: dict[str, ScalingBlock]  # "plain" and "checkpointed"
 
 
-class SpeedTarget(Strict):
+class SpeedVerdict(Strict):
+    """A speed or memory target (``harness.judge.targets.SpeedTarget``) judged on one run's figures."""
+
     target: str
     device: str
     goal: str
@@ -390,7 +396,7 @@ class Bench(Result):
     roofline: Roofline
     scaling: Scaling
     peak_rss_mib: Number
-    targets: list[SpeedTarget]
+    targets: list[SpeedVerdict]
     numerics_cost: NumericsCost | None = None
 
 

@@ -1,11 +1,11 @@
 """Each dvc.yaml stage's code dependencies, found from the imports and written into dvc.yaml.
 
-The code a stage executes is found statically: the imports of ``harness/__main__.py`` at module level and inside
-the stage's command function, followed through every module of ``cube`` and ``harness`` they reach (imports inside
-functions included, so this over-approximates what runs), the templates those modules render (``report.md.j2``
-beside ``report.py``) and the C sources they compile (``COMPILED``). ``cube/config.py`` holds the defaults of keys params.yaml
-leaves out, so a stage that reads its settings executes it and lists it like any other code. A stage that depends on
-a whole package folder (the reliability drills) is left as it is.
+The code a stage executes is found statically: the imports of the stage runner ``harness/stages/__main__.py`` at
+module level and inside the stage's function (``stage_<name>``), followed through every module of ``cube`` and
+``harness`` they reach (imports inside functions included, so this over-approximates what runs), the templates those
+modules render (``report.md.j2`` beside ``report.py``) and the C sources they compile (``COMPILED``).
+``cube/config.py`` holds the defaults of keys params.yaml leaves out, so a stage that reads its settings executes it
+and lists it like any other code. A stage that depends on a whole package folder (the reliability drills) is left as it is.
 
     python -m harness code-deps           # exit 1 naming the differences when a list is not exact, or an import cycle
     python -m harness code-deps --write   # rewrite the lists (comments and everything else kept)
@@ -104,15 +104,23 @@ def import_cycles(root: Path = paths.REPO) -> list[list[str]]:
     return cycles
 
 
-def executed_by(command: str, root: Path = paths.REPO) -> set[str]:
-    """Files a ``python -m harness <command>`` process may execute."""
-    main = ast.parse((root / "harness/__main__.py").read_text(encoding="utf-8"))
+RUNNER = "harness/stages/__main__.py"
+RUNNER_MODULE = "harness.stages.__main__"
+STAGE_COMMAND = ["python", "-m", "harness.stages"]
+
+
+def executed_by(stage: str, root: Path = paths.REPO) -> set[str]:
+    """Files a ``python -m harness.stages <stage>`` process may execute."""
+    runner = ast.parse((root / RUNNER).read_text(encoding="utf-8"))
     top: set[str] = set()
-    for node in main.body:
+    for node in runner.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            top |= imported_names(node, "harness.__main__")
-    function = next(n for n in main.body if isinstance(n, ast.FunctionDef) and n.name == f"cmd_{command}")
-    modules = closure(top | imported_names(function, "harness.__main__"), root) | {"harness/__main__.py"}
+            top |= imported_names(node, RUNNER_MODULE)
+    function = next((n for n in runner.body if isinstance(n, ast.FunctionDef) and n.name == f"stage_{stage}"), None)
+    if function is None:
+        raise ValueError(f"{RUNNER} has no stage {stage!r} (no function stage_{stage})")
+    # run as `python -m`, the runner is __main__, and its package's __init__ files run first
+    modules = closure(top | imported_names(function, RUNNER_MODULE) | {"harness.stages"}, root) | {RUNNER}
     return modules | templates_of(modules, root) | {source for module in modules for source in COMPILED.get(module, ())}
 
 
@@ -140,8 +148,8 @@ def wanted(body: dict, root: Path = paths.REPO) -> list[str] | None:
     if any(d in PACKAGES for d in deps):
         return None
     command = str(body["cmd"]).split()
-    if command[:3] != ["python", "-m", "harness"]:
-        raise ValueError(f"dvc.yaml: stage command {body['cmd']!r} is not `python -m harness <command>`")
+    if command[:3] != STAGE_COMMAND:
+        raise ValueError(f"dvc.yaml: stage command {body['cmd']!r} is not `python -m harness.stages <stage>`")
     return sorted(executed_by(command[3], root))
 
 

@@ -6,7 +6,7 @@ and probes (restricted linear maps, ``cube/probes.py``). Every design trains lik
 autoencoder stage on the training set's sentences (where a placement is computed too), then the contrastive stage
 (``train.advanced``); probes and the contrastive linear map train with the linear map's tuned recipe; Procrustes is
 fit in closed form. Every trained row runs under every seed. Each row gets the paired test-MRR difference against
-identity, the default cube, the linear map and Procrustes (``harness/judge/paired.py``: intervals over test pairs
+identity, the default cube, the linear map and Procrustes (``harness/stats/paired.py``: intervals over test pairs
 and seeds). The best design is the one with the highest mean validation MRR; test is read for scoring only.
 
 Writes ``ablation.json``, ``ablation.md`` and ``ablation.png`` to ``--out`` (default ``reports/cube_ablation/``).
@@ -33,7 +33,7 @@ from cube.embedded import EmbeddedData, build_embedded_data
 from cube.processor import EmbeddingProcessor, Mode
 from cube.trainer import CubeTrainer, predict
 from harness.config import Params
-from harness.judge import paired
+from harness.stats import paired
 from harness.workflows.learning_curve import ABLATION_PLAN, curve_params, subset
 from harness.workflows.profile import ROOT
 
@@ -285,7 +285,7 @@ def render(rows: list[Row], plan: Plan, data: EmbeddedData, command: str, wall: 
              f"shuffle). Seeds {', '.join(map(str, plan.seeds))} for every trained row. Designs train like the "
              "learning curve's cube (autoencoder stage on the training sentences, then `train.advanced`); probes and "
              "the linear map with the linear map's tuned recipe. Differences are paired on test MRR with 95% "
-             "intervals over pairs and seeds (`harness/judge/paired.py`). Share: the row's mean gain over identity "
+             "intervals over pairs and seeds (`harness/stats/paired.py`). Share: the row's mean gain over identity "
              "divided by the linear map's.", "",
              f"Best design on validation: **{best.name}** (val MRR {best.val_mrr:.4f}).", "",
              "![test MRR gain over identity per row](ablation.png)", "",

@@ -23,7 +23,8 @@ import yaml
 from cube.config import ConfigError
 from cube.reshaper import LatticeSizeError
 from cube.teachers import TeacherError
-from harness.config import Params, params_from_dict
+from harness.config import params_from_dict
+from harness.stages.check import check_lattice_fits_teacher
 
 SWEEP = re.compile(r"^(range|choice)\((.*)\)$")
 
@@ -81,17 +82,6 @@ def apply(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
         node = node[part]
     node[leaf] = value
     return changed
-
-
-def check_lattice_fits_teacher(params: Params) -> None:
-    """The reference teacher's width (from its config, no weights loaded) must fit the lattice unless an adapter
-    projects it: raises LatticeSizeError naming lattices that fit. The check stage runs it too."""
-    from cube.reshaper import check_lattice
-    from cube.teachers import teacher_width
-
-    width = teacher_width(params.teacher.models[0].name, params.teacher.offline)
-    if width is not None:
-        check_lattice(width, tuple(params.cube.lattice), params.cube.adapter)
 
 
 def check_overrides(params_file: Path, given: list[str]) -> None:

@@ -9,7 +9,7 @@ early stopping on validation MRR, epoch-0 fallback), the baselines with their tu
 temperature (``baselines``). The baselines start as the identity map; the cube reaches its identity-like start
 through its autoencoder stage on the smallest set's sentences, so every size starts from the same cube. Ridge and
 Procrustes are fit in closed form on the same pairs. Each figure is a paired difference against identity on the
-test pairs (``harness/judge/paired.py``: the interval spans test pairs and seeds). ``--design NAME`` adds a design
+test pairs (``harness/stats/paired.py``: the interval spans test pairs and seeds). ``--design NAME`` adds a design
 of the cube from the cube ablation's plan (``plans/cube_ablation.yaml``: its settings laid over the profile) as one
 more model, started and trained like the cube (so a placement it computes comes from the smallest set). Every
 trained model's growth from the second-largest size to the largest is a paired difference too: does its gain still
@@ -42,7 +42,7 @@ from cube.processor import EmbeddingProcessor, Mode
 from cube.tasks import TASKS
 from cube.trainer import CubeTrainer, predict
 from harness.config import Params, params_from_dict
-from harness.judge import paired
+from harness.stats import paired
 from harness.workflows.profile import ROOT, merge
 
 CUBE = "cube"
@@ -213,7 +213,7 @@ def render(summary: dict[str, Any], command: str, wall: float) -> str:
              "cube starts from its autoencoder stage on the smallest set's sentences, the baselines from the "
              "identity map (its autoencoder start, trained once per seed, is not in the seconds below). Gains are "
              "paired differences against identity on the same test pairs with 95% intervals over pairs and seeds "
-             "(`harness/judge/paired.py`).", "",
+             "(`harness/stats/paired.py`).", "",
              f"Identity (no training): test MRR {summary['identity']['mrr']:.4f}, recall@1 "
              f"{summary['identity']['recall@1']:.4f}"
              + (f", CSLS MRR {summary['identity']['csls mrr']:.4f}" if "csls mrr" in summary["identity"] else "")

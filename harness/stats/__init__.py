@@ -1,0 +1,1 @@
+"""Statistics: pure functions of numbers, the bottom layer every verdict and measurement builds on."""
