@@ -13,10 +13,11 @@ import pytest
 
 from harness.config import load_params
 from harness.judge import gate
+from harness.store.baselines import read_baselines
 from harness.store.results import Bench, Evaluation, RunSnapshot, read_result, read_seed_runs
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINES = gate.read_baselines(ROOT / "reports" / "baseline.json")
+BASELINES = read_baselines(ROOT / "reports" / "baseline.json")
 
 
 def run_snapshot(repo: Path) -> RunSnapshot:

@@ -203,10 +203,10 @@ def test_the_params_that_differ_are_listed_and_the_gate_section_is_not():
 def test_the_baseline_file_reads_back_as_written_with_its_pairs_on_one_line():
     import json
 
-    from harness.judge.gate import _baseline_text
+    from harness.store.baselines import baseline_text
 
     stored = {"profiles": {"tiny": BASELINE | {"params": {"seed": 0}}, "default": BASELINE | {"params": {}}}}
-    text = _baseline_text(GateBaselines.model_validate(stored))
+    text = baseline_text(GateBaselines.model_validate(stored))
     assert json.loads(text) == json.loads(json.dumps(stored))
     assert sum('"pairs": {' in line for line in text.splitlines()) == 2  # one line per profile's per-pair scores
 

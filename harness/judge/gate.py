@@ -30,7 +30,6 @@ and machine it was made on) is named loudly above the table.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Callable
@@ -38,13 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cube import atomic
 from harness import paths
 from harness.config import GateConfig, Params
-from harness.measure import peer_probe
 from harness.measure.peer_ratios import INDEPENDENT_PEERS
 from harness.measure.phases import PHASES
+from harness.measure.retime import measure_revision, measure_speed_again
 from harness.stats import paired
+from harness.store.baselines import GateError, check_profile_name, read_baselines, write_baselines
 from harness.store.results import (
     Bench,
     Evaluation,
@@ -71,10 +70,6 @@ OK, IMPROVED, CHANGED, INCONCLUSIVE, REGRESSION, MISSING, NEW, NOT_GATED, NOT_JU
     "NOT JUDGED")
 REVISION_SPEED = "speed.revision"  # + ".<phase>": this revision's cube speed over the baseline revision's
 SAME_SPEED = paired.RatioEstimate(ratio=1.0, low=1.0, high=1.0, repeats=0)  # the baseline revision's, over itself
-
-
-class GateError(RuntimeError):
-    """The gate cannot compare (no baseline for this profile, unreadable metrics)."""
 
 
 @dataclass(frozen=True)
@@ -354,24 +349,6 @@ def params_differences(baseline: dict[str, Any], current: dict[str, Any]) -> lis
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
-# ---------------------------------------------------------------- the baseline file
-
-
-def _baseline_text(baselines: GateBaselines) -> str:
-    """baseline.json: indented for reading in a diff, except the per-pair scores, one line per profile."""
-    stored = baselines.model_dump(mode="json")
-    shown: dict[str, Any] = {"profiles": {}}
-    compact: dict[str, str] = {}
-    for name, entry in stored["profiles"].items():
-        placeholder = f"@pairs of {name}"
-        compact[json.dumps(placeholder)] = json.dumps(entry.get("pairs", {}), separators=(",", ":"), sort_keys=True)
-        shown["profiles"][name] = entry | {"pairs": placeholder}
-    text = json.dumps(shown, indent=2, ensure_ascii=False, sort_keys=True)
-    for placeholder, pairs in compact.items():
-        text = text.replace(placeholder, pairs)
-    return text + "\n"
-
-
 def _read(path: Path, kind: type, what: str = "run `dvc repro` first") -> Any:
     """A result the gate reads, typed; a missing or malformed one is a GateError saying what to do."""
     try:
@@ -381,16 +358,6 @@ def _read(path: Path, kind: type, what: str = "run `dvc repro` first") -> Any:
     except (SchemaError, json.JSONDecodeError) as error:
         raise GateError(f"{path} cannot be read ({error}); restore it from git or rerun the stage that writes it "
                         "(dvc repro)") from None
-
-
-def read_baselines(path: Path) -> GateBaselines:
-    """The committed baselines, or none yet (the first ``--update`` writes the file)."""
-    if not path.exists():
-        return GateBaselines(profiles={})
-    try:
-        return GateBaselines.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise GateError(f"{path} is not a gate baseline file ({str(error)[:500]}); restore it from git") from None
 
 
 def current_snapshot(params: Params) -> RunSnapshot:
@@ -407,41 +374,6 @@ def current_snapshot(params: Params) -> RunSnapshot:
     except KeyError as missing:
         raise GateError(f"{paths.METRICS}/ lacks {missing} (written by an older version of the pipeline?); run "
                         "`dvc repro` first") from None
-
-
-def measure_revision(params: Params, baseline: RunSnapshot, code_repo: Path,
-                     revision: str) -> dict[str, paired.RatioEstimate]:
-    """Per phase, this revision's cube speed over ``revision``'s, timed here with the baseline's cube settings."""
-    from cube.device import choose_device
-    from harness.measure.revision_speed import measure_revision_speed
-
-    dim = _read(paths.BENCH_METRICS, Bench).dim
-    device = choose_device(params.train.device).device
-    settings = baseline.params.get("cube") or params.to_dict()["cube"]
-    return measure_revision_speed(revision, code_repo, dim, settings, params.bench.peer_batch_size,
-                                  params.gate.revision_rounds, seed=params.seed, device=str(device))
-
-
-def measure_speed_again(params: Params) -> dict[str, paired.RatioEstimate]:
-    """The gated peers timed again in this process."""
-    return {name: paired.RatioEstimate.model_validate(value) for name, value in peer_probe.measure(params).items()}
-
-
-def check_profile_name(profile: str, baseline_path: Path, known: list[str], update: bool) -> None:
-    """A profile with no baseline yet: refused with the nearest known name, unless it is a real profile being recorded
-    (``default`` or ``profiles/<name>.yaml``), so a typo never records a baseline under the wrong name."""
-    real = profile == "default" or (paths.PROFILES / f"{profile}.yaml").is_file()
-    if update and real:
-        return
-    names = sorted({*known, *(p.stem for p in paths.PROFILES.glob("*.yaml"))} - {profile})
-    nearest = difflib.get_close_matches(profile, names, 1)
-    hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
-    if not real:
-        raise GateError(f"no profile {profile!r}: neither 'default' nor profiles/{profile}.yaml.{hint} "
-                        f"Baselines in {baseline_path}: {', '.join(known) or 'none'}")
-    raise GateError(f"{baseline_path} has no baseline for profile {profile!r} (known: {', '.join(known) or 'none'})."
-                    f"{hint} To make this run its first baseline, check this run's report, then run `python -m harness "
-                    f"gate --profile {profile} --update` and commit {baseline_path}")
 
 
 @dataclass(frozen=True)
@@ -490,8 +422,10 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
         checks = compare(recorded, current, params.gate, bool(differences), same_split)
         if remeasure:
             checks = confirm_speed(checks, recorded, params.gate, lambda: measure_speed_again(params))
+            settings = recorded.params.get("cube") or params.to_dict()["cube"]  # the baseline's cube, timed both ways
+            dim = _read(paths.BENCH_METRICS, Bench).dim
             code_checks, why = revision_checks(
-                recorded, params.gate, lambda rev: measure_revision(params, recorded, code_repo, rev))
+                recorded, params.gate, lambda rev: measure_revision(params, settings, dim, code_repo, rev))
             checks += code_checks
             warnings += why
         else:
@@ -513,6 +447,6 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
         current = current.model_copy(update={"revision": revision})
         stored = GateBaselines(profiles=stored.profiles | {profile: current})
         # per-pair scores of every seed: one line per profile's pairs, the rest indented for reading in a diff
-        atomic.write_text(baseline_path, _baseline_text(stored))
+        write_baselines(baseline_path, stored)
         written = len(current.metrics)
     return GateVerdict(profile, baseline_path, checks, differences, len(current.seeds), written, tuple(warnings))
