@@ -17,7 +17,8 @@ from harness.measure.roofline import roofline
 from harness.measure.scaling import fitted_exponent
 from harness.measure.trackers import percentile, saved_activation_bytes, summarise_latency, time_interleaved
 from harness.render.report import ratio_table, targets_table
-from harness.store.results import Peers
+from harness.stats.paired import RatioEstimate
+from harness.store.results import BenchRow, Peers
 
 RTX_5090_OLD_BUILD = CudaProbe("2.5.0+cu124", "12.4", ("sm_50", "sm_80", "sm_86", "sm_90"),
                                (GpuInfo(0, "NVIDIA GeForce RTX 5090", (12, 0)),))
@@ -45,8 +46,8 @@ def test_nvml_is_not_an_error_on_cpu():
 def test_latency_summary_uses_observed_values():
     times = [0.010, 0.020, 0.030, 0.040, 0.100]
     summary = summarise_latency(times, batch=10)
-    assert summary["samples_per_s"] == pytest.approx(10 / 0.030)
-    assert summary["samples_per_s_min"] == pytest.approx(100) and summary["latency_ms_p99"] == pytest.approx(100)
+    assert summary.samples_per_s == pytest.approx(10 / 0.030)
+    assert summary.samples_per_s_min == pytest.approx(100) and summary.latency_ms_p99 == pytest.approx(100)
     assert percentile(times, 50) == 0.030
 
 
@@ -105,43 +106,52 @@ def estimate(ratio: float, spread: float = 0.05) -> dict:
 
 def fake_bench(device: str, ratio: float, rows: list[dict], spread: float = 0.05) -> dict:
     ratios = {"forward_own_vs_eager_reference": estimate(2.0), "train_own_vs_eager_reference": estimate(ratio, spread)}
-    return {"device": device, "rows": rows, "peers": {"batch_size": 64, "repeats": 21, "rows": [],
-                                                      "speed_ratios": ratios, "own_at_least_as_fast": True}}
+    latency = dict.fromkeys(["samples_per_s_min", "samples_per_s_max", "latency_ms_mean", "latency_ms_p50",
+                             "latency_ms_p90", "latency_ms_p99"], 1.0)
+    return {"device": device, "rows": [BenchRow(nvml="-", **latency | row) for row in rows],
+            "peers": {"batch_size": 64, "repeats": 21, "rows": [], "speed_ratios": ratios, "own_at_least_as_fast": True}}
+
+
+def targets_of(bench: dict, other_processes: list[dict] = ()) -> list:
+    """The speed targets judged on a fake bench result."""
+    typed = [{name: RatioEstimate.model_validate(value) for name, value in found.items()} for found in other_processes]
+    peers = Peers.model_validate(bench["peers"])
+    return speed_targets(bench["device"], bench["rows"], peers.speed_ratios, typed)
 
 
 def test_speed_targets_are_judged_on_their_own_device_and_left_unmeasured_on_the_other():
-    cpu = {(t.target, t.device): t for t in speed_targets(fake_bench("cpu", 1.7, []))}
+    cpu = {(t.target, t.device): t for t in targets_of(fake_bench("cpu", 1.7, []))}
     assert cpu[("train_own_vs_eager_reference", "cpu")].met is True
     assert cpu[("train_own_vs_eager_reference", "cpu")].goal == "≥ 1.5x"
     gpu_rows = [t for (_, device), t in cpu.items() if device == "cuda"]
     assert len(gpu_rows) == 4 and all(t.met is None and t.note == "not measured here (CPU run)" for t in gpu_rows)
-    assert speed_targets(fake_bench("cpu", 1.2, []))[0].met is False
-    spanning = speed_targets(fake_bench("cpu", 1.5, [], spread=0.2))[0]  # the interval spans the goal: undecided
+    assert targets_of(fake_bench("cpu", 1.2, []))[0].met is False
+    spanning = targets_of(fake_bench("cpu", 1.5, [], spread=0.2))[0]  # the interval spans the goal: undecided
     assert spanning.met is None and "inconclusive" in spanning.note
 
 
 def test_a_ratio_target_stands_only_when_separate_processes_agree():
     second = {"train_own_vs_eager_reference": estimate(1.7)}
-    assert speed_targets(fake_bench("cpu", 1.8, []), [second])[0].met is True  # both met
-    assert speed_targets(fake_bench("cpu", 1.2, []), [{"train_own_vs_eager_reference": estimate(1.3)}])[0].met is False
-    disagree = speed_targets(fake_bench("cpu", 1.2, []), [second])[0]  # one missed, one met: no verdict
+    assert targets_of(fake_bench("cpu", 1.8, []), [second])[0].met is True  # both met
+    assert targets_of(fake_bench("cpu", 1.2, []), [{"train_own_vs_eager_reference": estimate(1.3)}])[0].met is False
+    disagree = targets_of(fake_bench("cpu", 1.2, []), [second])[0]  # one missed, one met: no verdict
     assert disagree.met is None and "2 processes" in disagree.note and "inconclusive" in disagree.note
 
     rows = [{"phase": "forward", "batch_size": 8192, "samples_per_s": 500_000.0},
             {"phase": "train", "batch_size": 8192, "samples_per_s": 200_000.0, "cuda_max_allocated_mib": 5 * 1024.0}]
-    cuda = {t.target: t for t in speed_targets(fake_bench("cuda:0", 3.0, rows)) if t.device == "cuda"}
+    cuda = {t.target: t for t in targets_of(fake_bench("cuda:0", 3.0, rows)) if t.device == "cuda"}
     assert cuda["train_own_vs_eager_reference"].met is False
     assert cuda["train samples/s at batch 8192"].met is True
     assert cuda["train peak allocated GiB at batch 8192"].value == pytest.approx(5.0)
     assert cuda["train peak allocated GiB at batch 8192"].met is False
     assert cuda["forward samples/s at batch 8192"].met is True
-    unmeasured = speed_targets(fake_bench("cuda:0", 4.0, []))
+    unmeasured = targets_of(fake_bench("cuda:0", 4.0, []))
     assert [t.note for t in unmeasured][2:] == ["not measured (no batch 8192 figure in this run)"] * 3
 
 
 def test_report_shows_the_ratio_targets_next_to_the_ratios():
     bench = fake_bench("cpu", 1.7, [])
-    targets = speed_targets(bench)
+    targets = targets_of(bench)
     text = ratio_table(Peers.model_validate(bench["peers"]), targets, "cpu") + "\n" + targets_table(targets)
     assert "| train own vs eager reference | 1.70 | [1.61, 1.78] | ≥ 1.5x (CPU) | **yes** |" in text
     assert "| forward own vs eager reference | 2.00 | [1.90, 2.10] | - | - |" in text

@@ -7,12 +7,13 @@ figures at ``TARGET_BATCH``. A target for the other kind of device is listed as 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cube import rivals
 from harness.stats.paired import BETTER, INCONCLUSIVE, MET, PairedDifference, RatioEstimate
-from harness.store.results import SpeedVerdict, ratio_key
+from harness.store.results import BenchRow, SpeedVerdict, ratio_key
 
 # The quality target: the chosen stage significantly better than each of these baselines on these measures.
 QUALITY_TARGET: dict[str, tuple[str, ...]] = {
@@ -105,24 +106,25 @@ def _judged(target: SpeedTarget, value: float | list[RatioEstimate] | None, run_
     return SpeedVerdict(**row | {"value": value, "met": met})
 
 
-def speed_targets(result: dict[str, Any], other_processes: list[dict[str, Any]] = ()) -> list[SpeedVerdict]:
-    """The speed targets against a bench result: what was asked, on which device, what this run measured, met or not.
+def speed_targets(device: str, rows: list[BenchRow], ratios: dict[str, RatioEstimate],
+                  other_processes: Sequence[dict[str, RatioEstimate]] = ()) -> list[SpeedVerdict]:
+    """The speed targets against a bench run on ``device`` (its ``rows`` and its peers' speed ``ratios``): what was
+    asked, on which device, what this run measured, met or not.
 
     The ratio target is judged on the ratio's interval in this process and in each of ``other_processes`` (their
     speed ratios): met when all of every interval is at or above the goal, missed when every one is below,
     otherwise inconclusive.
     """
-    run_device = "cuda" if result["device"].startswith("cuda") else "cpu"
-    found = [ratios[RATIO] for ratios in [result["peers"]["speed_ratios"], *other_processes] if RATIO in ratios]
-    ratio = [RatioEstimate.from_dict(estimate) for estimate in found] or None
-    at_batch = {r["phase"]: r for r in result["rows"] if r["batch_size"] == TARGET_BATCH}
+    run_device = "cuda" if device.startswith("cuda") else "cpu"
+    ratio = [found[RATIO] for found in [ratios, *other_processes] if RATIO in found] or None
+    at_batch = {r.phase: r for r in rows if r.batch_size == TARGET_BATCH}
     rows = []
     for target in SPEED_TARGETS:
         if target.figure == "ratio":
             rows.append(_judged(target, ratio, run_device, "no eager reference ratio"))
             continue
         phase, field = target.figure.split(".")
-        figure = at_batch.get(phase, {}).get(field)
+        figure = getattr(at_batch[phase], field) if phase in at_batch else None
         rows.append(_judged(target, None if figure is None else figure * target.scale, run_device,
                             f"not measured (no batch {TARGET_BATCH} figure in this run)"))
     return rows

@@ -15,12 +15,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from harness.config import Params, load_params
+from harness.stats.paired import RatioEstimate
 
 
-def measure(params: Params) -> dict[str, Any]:
+def measure(params: Params) -> dict[str, RatioEstimate]:
     """The independent peers' speed ratios, timed in this process."""
     import torch
 
@@ -34,21 +34,22 @@ def measure(params: Params) -> dict[str, Any]:
     device = choose_device(params.train.device).device
     torch.manual_seed(params.seed)
     model = EmbeddingProcessor(dim, params.cube).to(device)
-    return measure_peers(model, params, dim, device, peers=INDEPENDENT_PEERS)["speed_ratios"]
+    return measure_peers(model, params, dim, device, peers=INDEPENDENT_PEERS).speed_ratios
 
 
-def probe(params_path: Path) -> dict[str, Any]:
+def probe(params_path: Path) -> dict[str, RatioEstimate]:
     """The independent peers' speed ratios, measured by a fresh Python process."""
     result = subprocess.run([sys.executable, "-m", "harness", "peer-probe", "--params", str(params_path)],
                             capture_output=True, text=True, check=False)
     if result.returncode:
         raise RuntimeError(f"peer probe failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    return {name: RatioEstimate.model_validate(value) for name, value in found.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness peer-probe", description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    print(json.dumps(measure(load_params(args.params))))
+    print(json.dumps({name: value.model_dump(mode="json") for name, value in measure(load_params(args.params)).items()}))
     return 0

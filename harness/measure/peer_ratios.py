@@ -11,7 +11,6 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -22,7 +21,7 @@ from harness.measure.peers import Conv3dReference, EagerReference, PerSampleLoop
 from harness.measure.phases import PHASES, batch_inputs, first_calls, phases
 from harness.measure.trackers import summarise_latency, time_interleaved
 from harness.stats import paired
-from harness.store.results import OWN, ratio_key
+from harness.store.results import OWN, PeerRow, Peers, ratio_key
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def default_peers(compiled_peer: bool) -> tuple[str, ...]:
 
 def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device,
                   repeats: int | None = None, peers: tuple[str, ...] | None = None,
-                  batch: int | None = None, warmup: int | None = None) -> dict[str, Any]:
+                  batch: int | None = None, warmup: int | None = None) -> Peers:
     """The cube against the same computation done other ways, at one batch size (``bench.peer_batch_size`` unless
     ``batch`` is given), as speed ratios.
 
@@ -100,10 +99,10 @@ def measure_peers(model: EmbeddingProcessor, params: Params, dim: int, device: t
             implementation.train(phase == "train")
         times = time_interleaved({name: steps[name][phase] for name in implementations}, device,
                                  bench.warmup if warmup is None else warmup, repeats)
-        rows += [{"implementation": name, "phase": phase, "batch_size": batch, **summarise_latency(t, batch)}
+        rows += [PeerRow(implementation=name, phase=phase, batch_size=batch, **summarise_latency(t, batch).model_dump())
                  for name, t in times.items()]
         for peer in peers:
-            ratios[ratio_key(phase, peer)] = paired.ratio_interval(times[OWN], times[peer]).to_dict()
-    return {"batch_size": batch, "repeats": repeats, "labels": labels, "rows": rows, "speed_ratios": ratios,
-            "compile_seconds": compile_seconds, "unavailable": unavailable,
-            "own_at_least_as_fast": all(value["ratio"] >= 1.0 for value in ratios.values())}
+            ratios[ratio_key(phase, peer)] = paired.ratio_interval(times[OWN], times[peer])
+    return Peers(batch_size=batch, repeats=repeats, labels=labels, rows=rows, speed_ratios=ratios,
+                 compile_seconds=compile_seconds, unavailable=unavailable,
+                 own_at_least_as_fast=all(value.ratio >= 1.0 for value in ratios.values()))

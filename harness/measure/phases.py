@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +12,7 @@ import torch.nn.functional as F
 from cube.losses import cosine_loss
 from harness.measure.nvml import nvml_memory
 from harness.measure.trackers import cuda_memory, summarise_latency, tensor_peak_bytes, time_calls
+from harness.store.results import BenchRow
 
 PHASES = ("forward", "train")
 
@@ -41,13 +41,13 @@ def batch_inputs(batch: int, dim: int, device: torch.device) -> tuple[torch.Tens
 
 
 def measure_phase(model: torch.nn.Module, fn: Callable[[], None], phase: str, batch: int,
-                  device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:
+                  device: torch.device, warmup: int, repeats: int) -> BenchRow:
     model.train(phase == "train")
     with cuda_memory(device) as gpu:
         times = time_calls(fn, device, warmup, repeats)
     exact = {"tensor_peak_mib": tensor_peak_bytes(fn) / 2**20} if device.type == "cpu" else {}
-    return {"phase": phase, "batch_size": batch, **summarise_latency(times, batch), **gpu, **exact,
-            **nvml_memory(device)}
+    return BenchRow(phase=phase, batch_size=batch, **summarise_latency(times, batch).model_dump(), **gpu, **exact,
+                    **nvml_memory(device))
 
 
 def first_calls(steps: dict[str, Callable[[], None]], implementation: torch.nn.Module,

@@ -24,4 +24,4 @@ def measure_revision(params: Params, settings: dict[str, Any], dim: int, code_re
 
 def measure_speed_again(params: Params) -> dict[str, paired.RatioEstimate]:
     """The gated peers timed again in this process."""
-    return {name: paired.RatioEstimate.model_validate(value) for name, value in peer_probe.measure(params).items()}
+    return peer_probe.measure(params)

@@ -18,6 +18,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from harness.store.results import Latency
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -56,13 +58,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def summarise_latency(times: list[float], batch: int) -> dict[str, float]:
+def summarise_latency(times: list[float], batch: int) -> Latency:
     rates = [batch / t for t in times]
-    return {
-        "samples_per_s": statistics.median(rates), "samples_per_s_min": min(rates), "samples_per_s_max": max(rates),
-        "latency_ms_mean": 1e3 * statistics.fmean(times), "latency_ms_p50": 1e3 * percentile(times, 50),
-        "latency_ms_p90": 1e3 * percentile(times, 90), "latency_ms_p99": 1e3 * percentile(times, 99),
-    }
+    return Latency(
+        samples_per_s=statistics.median(rates), samples_per_s_min=min(rates), samples_per_s_max=max(rates),
+        latency_ms_mean=1e3 * statistics.fmean(times), latency_ms_p50=1e3 * percentile(times, 50),
+        latency_ms_p90=1e3 * percentile(times, 90), latency_ms_p99=1e3 * percentile(times, 99),
+    )
 
 
 @contextmanager

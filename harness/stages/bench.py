@@ -11,7 +11,6 @@ import logging
 import resource
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -31,7 +30,7 @@ from harness.measure.phases import PHASES, batch_inputs, measure_phase, phases
 from harness.measure.roofline import measure_copy_bandwidth, measure_peak_flops, roofline
 from harness.measure.scaling import run_scaling
 from harness.measure.trackers import counted_flops, saved_activation_bytes
-from harness.store.results import Bench, SpeedHeadline, read_card, write_result
+from harness.store.results import Bench, BenchRow, Peers, SpeedHeadline, read_card, write_result
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +38,13 @@ log = logging.getLogger(__name__)
 TRAIN_FLOPS_FACTOR = 3
 
 
-def probe_host_memory(params_file: Path, rows: list[dict[str, Any]]) -> None:
-    """Each CPU row's host memory, measured in a process of the phase's own (harness/measure/memory_probe.py)."""
+def with_host_memory(params_file: Path, rows: list[BenchRow]) -> list[BenchRow]:
+    """Each CPU row with its host memory, measured in a process of the phase's own (harness/measure/memory_probe.py)."""
+    measured = []
     for row in tqdm(rows, desc="bench: host memory per phase", unit="phase"):
-        found = memory_probe.probe(params_file, row["phase"], row["batch_size"])
-        row["host_peak_increase_mib"] = found["peak_increase_mib"]
+        found = memory_probe.probe(params_file, row.phase, row.batch_size)
+        measured.append(row.model_copy(update={"host_peak_increase_mib": found["peak_increase_mib"]}))
+    return measured
 
 
 def work_per_sample(model: EmbeddingProcessor, dim: int, device: torch.device, batch: int = 8) -> dict[str, float]:
@@ -62,7 +63,7 @@ def work_per_sample(model: EmbeddingProcessor, dim: int, device: torch.device, b
             "saved_bytes_train": saved / batch}
 
 
-def sweep_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device) -> list[dict[str, Any]]:
+def sweep_peers(model: EmbeddingProcessor, params: Params, dim: int, device: torch.device) -> list[Peers]:
     """The independent peers timed in alternation with the cube at every batch of the sweep (one warm-up call, then
     ``bench.repeats`` repeats each; the cube and the peers are warm already, and a call at batch 4,096 takes seconds):
     samples/s against batch for all of them, and a speed ratio with its interval per batch. A batch where a peer runs
@@ -109,7 +110,7 @@ def run_bench(params: Params) -> Bench:
         params_file = Path(scratch) / "params.yaml"
         params_file.write_text(yaml.safe_dump(params.to_dict()), encoding="utf-8")
         if device.type == "cpu":
-            probe_host_memory(params_file, rows)
+            rows = with_host_memory(params_file, rows)
         log.info("peers at batch %d", bench.peer_batch_size)
         peers = measure_peers(model, params, dim, device)
         log.info("the independent peers again, in a process of their own")
@@ -122,12 +123,12 @@ def run_bench(params: Params) -> Bench:
     log.info("device peaks and roofline")
     (peak_flops, peak_by), bandwidth = measure_peak_flops(device, model), measure_copy_bandwidth(device)
     largest = max(bench.batch_sizes)
-    best = {phase: next(r for r in rows if r["phase"] == phase and r["batch_size"] == largest) for phase in PHASES}
+    best = {phase: next(r for r in rows if r.phase == phase and r.batch_size == largest) for phase in PHASES}
     flops, moved = model.flops_per_sample(), model.bytes_per_sample(device)
     train_moved = model.bytes_per_sample(device, training=True)
     lines = {
-        "forward": roofline(flops, moved, best["forward"]["samples_per_s"], peak_flops, peak_by, bandwidth),
-        "train": roofline(TRAIN_FLOPS_FACTOR * flops, train_moved, best["train"]["samples_per_s"], peak_flops, peak_by,
+        "forward": roofline(flops, moved, best["forward"].samples_per_s, peak_flops, peak_by, bandwidth),
+        "train": roofline(TRAIN_FLOPS_FACTOR * flops, train_moved, best["train"].samples_per_s, peak_flops, peak_by,
                           bandwidth),
     }
 
@@ -135,28 +136,27 @@ def run_bench(params: Params) -> Bench:
     scaling = run_scaling(params.cube, bench.lattice_sides, bench.steps_sweep, bench.scaling_batch_size, device,
                           warmup=1, repeats=bench.scaling_repeats)
 
-    result = {
-        "device": str(device), "device_reason": doctor["reason"], "doctor": doctor, "dim": dim,
-        "lattice": list(params.cube.lattice), "steps": params.cube.steps,
-        "parameters": model.parameter_count(), "flops_per_sample_forward": flops, "bytes_per_sample_forward": moved,
-        "warmup": bench.warmup, "repeats": bench.repeats, "rows": rows,
-        "peers": peers, "peer_sweep": peer_sweep, "work_per_sample": work,
-        "roofline": {"batch_size": largest, **lines}, "scaling": scaling,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
-    }
-    result["second_process_speed_ratios"] = second_process
-    result["targets"] = [verdict.model_dump() for verdict in speed_targets(result, [second_process])]
-    result["numerics_cost"] = cost
-    typed = write_result(paths.BENCH_METRICS, result, Bench)
-    write_speed_headline(result["rows"], params.bench.peer_batch_size)
-    return typed
+    result = Bench(
+        device=str(device), device_reason=doctor["reason"], doctor=doctor, dim=dim,
+        lattice=list(params.cube.lattice), steps=params.cube.steps,
+        parameters=model.parameter_count(), flops_per_sample_forward=flops, bytes_per_sample_forward=moved,
+        warmup=bench.warmup, repeats=bench.repeats, rows=rows,
+        peers=peers, peer_sweep=peer_sweep, second_process_speed_ratios=second_process, work_per_sample=work,
+        roofline={"batch_size": largest, **lines}, scaling=scaling,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
+        targets=speed_targets(str(device), rows, peers.speed_ratios, [second_process]),
+        numerics_cost=cost,
+    )
+    write_result(paths.BENCH_METRICS, result, Bench)
+    write_speed_headline(result.rows, params.bench.peer_batch_size)
+    return result
 
 
-def write_speed_headline(rows: list[dict[str, Any]], batch_size: int) -> None:
+def write_speed_headline(rows: list[BenchRow], batch_size: int) -> None:
     """``metrics/speed.json`` for dvc exp show: forward and training samples/s at the peers' batch size (the largest
     measured one when that size was not timed)."""
-    sizes = {row["batch_size"] for row in rows}
+    sizes = {row.batch_size for row in rows}
     chosen = batch_size if batch_size in sizes else max(sizes)
-    rate = {row["phase"]: row["samples_per_s"] for row in rows if row["batch_size"] == chosen}
+    rate = {row.phase: row.samples_per_s for row in rows if row.batch_size == chosen}
     headline = SpeedHeadline(batch_size=chosen, forward_samples_per_s=rate["forward"], train_samples_per_s=rate["train"])
     atomic.write_json(paths.SPEED_HEADLINE, headline.model_dump(mode="json"))
