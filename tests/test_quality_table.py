@@ -46,12 +46,7 @@ def per_pair(rows: dict[str, np.ndarray]) -> dict[str, dict[str, list[float]]]:
     return {name: {m: list(values) for m in ("cosine", "recall@1", "mrr")} for name, values in rows.items()}
 
 
-def typed(found: dict[str, dict[str, Any]]) -> dict[str, dict[str, PairedDifference]]:
-    """compare()'s output as evaluate.json's schema reads it back."""
-    return {name: {m: PairedDifference.model_validate(v) for m, v in measures.items()} for name, measures in found.items()}
-
-
-def comparisons(cube_offset: dict[str, float], n: int = 300) -> dict[str, Any]:
+def comparisons(cube_offset: dict[str, float], n: int = 300) -> dict[str, dict[str, PairedDifference]]:
     """Three seeds of per-pair scores: each baseline random, the cube that plus a fixed offset and noise."""
     rng = np.random.default_rng(0)
     seeds = {}
@@ -71,14 +66,14 @@ def comparisons(cube_offset: dict[str, float], n: int = 300) -> dict[str, Any]:
 def test_the_target_counts_only_significant_wins():
     found = comparisons({name: 0.2 for name in BASELINES})
     assert quality_misses(found) == []
-    text = "\n".join(target_lines(typed(found), "advanced", quality_misses(found), QUALITY_TARGET))
+    text = "\n".join(target_lines(found, "advanced", quality_misses(found), QUALITY_TARGET))
     assert "**The quality target is met**" in text and "worse** than: none" in text
 
 
 def test_a_lead_inside_the_noise_is_no_win_and_a_loss_is_named():
     found = comparisons({"identity": 0.2, "mean answer": 0.2, "ridge": 0.0, "procrustes": 0.2,
                          "linear (contrastive)": 0.2, "mlp": -0.2})
-    text = "\n".join(target_lines(typed(found), "advanced", quality_misses(found), QUALITY_TARGET))
+    text = "\n".join(target_lines(found, "advanced", quality_misses(found), QUALITY_TARGET))
     assert "**The quality target is not met**" in text
     assert "recall@1 against ridge (no significant difference)" in text
     assert "mrr against mlp (worse)" in text
@@ -87,7 +82,7 @@ def test_a_lead_inside_the_noise_is_no_win_and_a_loss_is_named():
 
 def test_the_detectable_difference_line_names_the_test_pairs_and_the_pairs_a_002_difference_needs():
     found = comparisons({name: 0.0 for name in BASELINES})
-    text = detectable_lines(typed(found), 300, list(QUALITY_TARGET))[0]
+    text = detectable_lines(found, 300, list(QUALITY_TARGET))[0]
     assert "With 300 test pairs" in text and "mrr differences of" in text and "recall@1 differences of" in text
     assert "Detecting a 0.02 MRR difference would take about" in text
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from cube import rivals
 from harness.stats.paired import BETTER, INCONCLUSIVE, MET, PairedDifference, RatioEstimate
@@ -71,7 +70,7 @@ def describe_quality_target(required: dict[str, list[str]] | dict[str, tuple[str
     return text + "".join(f" and than {' and '.join(names)} on {word(m)}" for m, names in extra.items())
 
 
-def quality_misses(comparisons: dict[str, dict[str, dict[str, Any]]],
+def quality_misses(comparisons: dict[str, dict[str, PairedDifference]],
                    required: dict[str, tuple[str, ...]] = QUALITY_TARGET) -> list[str]:
     """``measure against baseline (verdict)`` for each required comparison that is not a significant win: only a
     significant win counts towards a target."""
@@ -81,7 +80,7 @@ def quality_misses(comparisons: dict[str, dict[str, dict[str, Any]]],
             if name not in comparisons:
                 missed.append(f"{measure} against {name} (not evaluated)")
                 continue
-            verdict = PairedDifference.from_dict(comparisons[name][measure]).verdict
+            verdict = comparisons[name][measure].verdict
             if verdict != BETTER:
                 missed.append(f"{measure} against {name} ({verdict})")
     return missed

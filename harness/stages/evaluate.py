@@ -117,29 +117,29 @@ def chosen_stage(summary: dict[str, Any]) -> str:
 
 
 def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: list[str],
-            shared_pairs: bool = True) -> dict[str, dict[str, Any]]:
+            shared_pairs: bool = True) -> dict[str, dict[str, paired.PairedDifference]]:
     """Paired differences (cube stage minus baseline) on every per-pair measure, over every seed's test pairs."""
     seeds = list(pair_scores)
     measures = list(pair_scores[seeds[0]][cube_model(stage)])
-    comparisons: dict[str, dict[str, Any]] = {}
+    comparisons: dict[str, dict[str, paired.PairedDifference]] = {}
     for name in baseline_names:
         comparisons[name] = {}
         for measure in measures:
             ours = [pair_scores[seed][cube_model(stage)][measure] for seed in seeds]
             theirs = [pair_scores[seed][name][measure] for seed in seeds]
-            comparisons[name][measure] = paired.paired_difference(ours, theirs, measure,
-                                                                  shared_pairs=shared_pairs).to_dict()
+            comparisons[name][measure] = paired.paired_difference(ours, theirs, measure, shared_pairs=shared_pairs)
     return comparisons
 
 
-def write_headline(summary: dict[str, Any], stage: str, comparisons: dict[str, dict[str, Any]]) -> None:
+def write_headline(summary: dict[str, Any], stage: str,
+                   comparisons: dict[str, dict[str, paired.PairedDifference]]) -> None:
     """``metrics/quality.json``, the only quality file DVC reads as metrics: numbers, no text."""
     cube = summary["models"][cube_model(stage)]
     headline = QualityHeadline.model_validate({
         "val_mrr": cube["val"]["mrr"]["mean"], "test_mrr": cube["test"]["mrr"]["mean"],
         "test_recall@1": cube["test"]["recall@1"]["mean"], "test_cosine": cube["test"]["cosine"]["mean"],
-        "mrr_minus_identity": comparisons["identity"]["mrr"]["mean"],
-        "mrr_minus_linear": comparisons[rivals.LINEAR]["mrr"]["mean"], "seeds": len(summary["seeds"])})
+        "mrr_minus_identity": comparisons["identity"]["mrr"].mean,
+        "mrr_minus_linear": comparisons[rivals.LINEAR]["mrr"].mean, "seeds": len(summary["seeds"])})
     atomic.write_json(paths.QUALITY_HEADLINE, headline.model_dump(mode="json", by_alias=True))
 
 
