@@ -37,7 +37,7 @@ def cmd_doctor(params: Params, args: argparse.Namespace) -> None:
 
     found = diagnose(params.train.device)
     print(format_report(found))
-    atomic.write_json(paths.DOCTOR, found)
+    atomic.write_json(paths.DOCTOR, found.model_dump(mode="json", exclude_unset=True))
     print(f"recorded in {paths.DOCTOR}")
 
 

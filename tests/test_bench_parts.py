@@ -26,8 +26,8 @@ RTX_5090_OLD_BUILD = CudaProbe("2.5.0+cu124", "12.4", ("sm_50", "sm_80", "sm_86"
 
 def test_doctor_reports_an_unsupported_gpu_and_falls_back_with_the_reason():
     found = diagnose("auto", RTX_5090_OLD_BUILD)
-    assert found["chosen_device"] == "cpu"
-    assert found["gpus"][0]["capability"] == "sm_120" and not found["gpus"][0]["supported_by_build"]
+    assert found.chosen_device == "cpu"
+    assert found.gpus[0].capability == "sm_120" and not found.gpus[0].supported_by_build
     text = format_report(found)
     assert "build arch list: sm_50, sm_80, sm_86, sm_90" in text
     assert "compute capability sm_120; build CANNOT run on it" in text and "cu128" in text
@@ -36,7 +36,7 @@ def test_doctor_reports_an_unsupported_gpu_and_falls_back_with_the_reason():
 def test_doctor_on_a_supported_gpu_chooses_it():
     probe = CudaProbe("2.11.0+cu130", "13.0", ("sm_90", "sm_100", "sm_120"), (GpuInfo(0, "NVIDIA H100", (9, 0)),))
     found = diagnose("auto", probe)
-    assert found["chosen_device"] == "cuda:0" and found["gpus"][0]["supported_by_build"]
+    assert found.chosen_device == "cuda:0" and found.gpus[0].supported_by_build
 
 
 def test_nvml_is_not_an_error_on_cpu():

@@ -82,7 +82,7 @@ def sweep_peers(model: EmbeddingProcessor, params: Params, dim: int, device: tor
 
 def run_bench(params: Params) -> Bench:
     doctor = diagnose(params.train.device)
-    device = torch.device(doctor["chosen_device"])
+    device = torch.device(doctor.chosen_device)
     dim = read_card(paths.EMBEDDED / "card.json").dim
     torch.manual_seed(params.seed)
     model = EmbeddingProcessor(dim, params.cube).to(device)
@@ -137,7 +137,7 @@ def run_bench(params: Params) -> Bench:
                           warmup=1, repeats=bench.scaling_repeats)
 
     result = Bench(
-        device=str(device), device_reason=doctor["reason"], doctor=doctor, dim=dim,
+        device=str(device), device_reason=doctor.reason, doctor=doctor, dim=dim,
         lattice=list(params.cube.lattice), steps=params.cube.steps,
         parameters=model.parameter_count(), flops_per_sample_forward=flops, bytes_per_sample_forward=moved,
         warmup=bench.warmup, repeats=bench.repeats, rows=rows,
