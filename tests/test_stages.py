@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_dvc_yaml_runs_the_registered_stages_each_from_its_previous_one():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     first, *rest = TRAINING_STAGES
-    assert first.previous is None and stages[first.name]["cmd"] == f"python -m harness train {first.name}"
+    assert first.previous is None and stages[first.name]["cmd"] == f"python -m harness.stages train {first.name}"
     assert stages["train"]["foreach"] == {stage.name: stage.previous for stage in rest}
-    assert stages["train"]["do"]["cmd"] == "python -m harness train ${key}"
+    assert stages["train"]["do"]["cmd"] == "python -m harness.stages train ${key}"
     assert "checkpoints/${item}" in stages["train"]["do"]["deps"]
     for stage in TRAINING_STAGES:  # evaluation reads every stage, and the seeds stage trains every stage
         assert f"checkpoints/{stage.name}" in stages["evaluate"]["deps"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from harness import paths
 from harness.config import Params
-from harness.store.results import Reliability, write_result
+from harness.store.results import DrillCounts, Reliability, write_result
 
 log = logging.getLogger(__name__)
 KINDS = ("bad_input", "fault")
@@ -54,19 +54,19 @@ class DrillCollector:
             self.outcome.setdefault(report.nodeid, "passed")
 
 
-def _summary(collector: DrillCollector) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _summary(collector: DrillCollector) -> dict[str, DrillCounts]:
+    out = {}
     for kind in KINDS:
         ids = sorted(n for n, k in collector.kind.items() if k == kind)
         ran = [n for n in ids if n in collector.selected]
         counts = Counter(collector.outcome.get(n, "not run") for n in ran)
-        out[kind] = {
-            "tried": len(ran) - counts["skipped"],
-            "passed": counts["passed"],
-            "failed": sorted(n for n in ran if collector.outcome.get(n) in ("failed", None)),
-            "skipped": counts["skipped"],
-            "left_to_make_test": sorted(n for n in ids if n not in collector.selected),
-        }
+        out[kind] = DrillCounts(
+            tried=len(ran) - counts["skipped"],
+            passed=counts["passed"],
+            failed=sorted(n for n in ran if collector.outcome.get(n) in ("failed", None)),
+            skipped=counts["skipped"],
+            left_to_make_test=sorted(n for n in ids if n not in collector.selected),
+        )
     return out
 
 
@@ -74,20 +74,20 @@ def run_drills(params: Params, tests: Path = TESTS) -> Reliability:
     """Run the drills selected by ``params.reliability``; write and return ``metrics/reliability.json``."""
     settings = params.reliability
     if not settings.run:
-        result: dict[str, Any] = {"run": False, "reason": "reliability.run is false in params.yaml"}
+        result = Reliability(run=False, reason="reliability.run is false in params.yaml")
     else:
         result = _run_pytest(tests, settings.include_slow)
     return write_result(paths.RELIABILITY_METRICS, result, Reliability)
 
 
-def _run_pytest(tests: Path, include_slow: bool) -> dict[str, Any]:
+def _run_pytest(tests: Path, include_slow: bool) -> Reliability:
     try:
         import pytest
     except ImportError:
-        return {"run": False, "reason": "pytest is not installed here; install the dev extras "
-                                        "(pip install -e '.[dev]') to run the drills"}
+        return Reliability(run=False, reason="pytest is not installed here; install the dev extras "
+                                             "(pip install -e '.[dev]') to run the drills")
     if not tests.is_dir():
-        return {"run": False, "reason": f"no {tests}/ folder next to params.yaml"}
+        return Reliability(run=False, reason=f"no {tests}/ folder next to params.yaml")
     selection = " or ".join(KINDS) if include_slow else f"({' or '.join(KINDS)}) and not slow"
     collector = DrillCollector()
     started = time.perf_counter()
@@ -95,5 +95,5 @@ def _run_pytest(tests: Path, include_slow: bool) -> dict[str, Any]:
     code = pytest.main([str(tests), "-q", "-p", "no:cacheprovider", "-m", selection,
                         "--ignore", str(tests / "bench")], plugins=[collector])
     log.info("reliability drills: pytest exit code %s", int(code))
-    return {"run": True, "selection": selection, "pytest_exit_code": int(code),
-            "seconds": round(time.perf_counter() - started, 1), **_summary(collector)}
+    return Reliability(run=True, selection=selection, pytest_exit_code=int(code),
+                       seconds=round(time.perf_counter() - started, 1), **_summary(collector))

@@ -36,7 +36,7 @@ from dvclive import Live
 from harness import paths
 from harness.config import Params
 from harness.store.embedded import embedded_for
-from harness.store.results import TrainSummary, as_result, write_result
+from harness.store.results import TrainSummary, write_result
 
 
 @dataclass(frozen=True)
@@ -196,29 +196,29 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
         prune_constant_series(Path(live.plots_dir) / "metrics")
 
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
-    summary = {
-        "stage": stage,
-        "seed": chain.seed,
-        "initialised_from": previous or "random",
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "monitor": result.monitor,
-        "best_value": result.best_value,
-        "final_train_loss": result.history[-1]["train_loss"] if result.history else None,
+    summary = TrainSummary(
+        stage=stage,
+        seed=chain.seed,
+        initialised_from=previous or "random",
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        monitor=result.monitor,
+        best_value=result.best_value,
+        final_train_loss=result.history[-1]["train_loss"] if result.history else None,
         # the validation figures of the weights the stage kept: its starting point's when no epoch beat it
-        "val": ({k[4:]: v for k, v in best.items() if k.startswith("val/")} if best else dict(result.start_val)),
-        "no_change": result.best_epoch == 0,
-        "stopped_early": result.stopped_early,
-        "resumed_from_epoch": result.resumed_from_epoch,
-        "wall_seconds": sum(r.get("seconds", 0.0) for r in result.history),  # epochs run by this process
-        "parameters": model.parameter_count(),
-        "device": str(device),
-        "device_reason": device_reason,
-        "world_size": world.world_size,
-    }
+        val={k[4:]: v for k, v in best.items() if k.startswith("val/")} if best else dict(result.start_val),
+        no_change=result.best_epoch == 0,
+        stopped_early=result.stopped_early,
+        resumed_from_epoch=result.resumed_from_epoch,
+        wall_seconds=sum(r.get("seconds", 0.0) for r in result.history),  # epochs run by this process
+        parameters=model.parameter_count(),
+        device=str(device),
+        device_reason=device_reason,
+        world_size=world.world_size,
+    )
     if world.is_main:
-        return write_result(chain.summary(stage), summary, TrainSummary)
-    return as_result(TrainSummary, summary, f"stage {stage}, rank {world.rank}")
+        write_result(chain.summary(stage), summary, TrainSummary)
+    return summary
 
 
 def run_repeats(params: Params, progress: bool = True) -> list[TrainSummary]:
