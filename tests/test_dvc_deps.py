@@ -116,3 +116,10 @@ def test_no_stage_executes_the_command_line_interface():
         code = executed_by(command[3])
         assert "harness/__main__.py" not in code and "harness/stages/__main__.py" in code, name
         assert not any(path.startswith("harness/workflows/") for path in code), name
+
+
+def test_the_command_line_lists_exactly_the_stages_the_runner_runs():
+    from harness import __main__ as cli
+    from harness.stages import __main__ as runner
+
+    assert list(cli.STAGES) == list(runner.STAGES)
