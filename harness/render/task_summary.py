@@ -21,7 +21,7 @@ from cube.tasks import TASKS
 from harness import paths
 from harness.render.report import RECOMPUTES_ON, compared_measures, detectable_lines
 from harness.render.tables import markdown_table
-from harness.store.results import Bench, Evaluation, cube_model, read_result
+from harness.store.results import Bench, DataCardSummary, Evaluation, ProfileRun, cube_model, read_result
 
 RUNS = {"dialogue (default run)": paths.REPO / "metrics", "translation": paths.REPO / "reports" / "translation",
         "translation, the cube's settings chosen by a validation sweep": paths.REPO / "reports" / "translation_tuned",
@@ -67,26 +67,32 @@ def numerics_sentence(folder: Path) -> str:
             f"that made them (the report's first line), on {RECOMPUTES_ON[cpu.numerics]}.")
 
 
+def read_card_summary(path: Path) -> DataCardSummary:
+    """A run's ``data_card.json``; one written before the pipeline had tasks is a StaleRun naming what to re-run."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if "task" not in raw:
+        raise StaleRun(f"{shown(path)} predates tasks; re-run that pipeline (`make repro` or the profile)")
+    return DataCardSummary.model_validate(raw)
+
+
 def section(title: str, folder: Path) -> list[str]:
     evaluation = read_result(folder / "evaluate.json", Evaluation)
-    card = json.loads((folder / "data_card.json").read_text(encoding="utf-8"))
-    if "task" not in card:
-        raise StaleRun(f"{shown(folder / 'data_card.json')} predates tasks; re-run that pipeline "
-                       "(`make repro` or the profile)")
-    task = TASKS[card["task"]]
+    card = read_card_summary(folder / "data_card.json")
+    task = TASKS[card.task]
     run_file = folder / "profile_run.json"
     took = ""
     if run_file.exists():
-        facts = json.loads(run_file.read_text(encoding="utf-8"))
-        took = f" The whole run (`dvc repro`) took {facts['dvc_repro_wall_seconds'] / 60:.0f} min on {facts['cpu_count']} cores."
+        facts = ProfileRun.model_validate_json(run_file.read_text(encoding="utf-8"))
+        took = (f" The whole run (`dvc repro`) took {facts.dvc_repro_wall_seconds / 60:.0f} min on {facts.cpu_count} "
+                "cores.")
     stage, seeds = evaluation.chosen_stage, evaluation.summary.seeds
     numerics = numerics_sentence(folder)
     models = evaluation.summary.models
     cube_name = cube_model(stage)
     report = "reports/report.md" if folder.name == "metrics" else f"reports/{folder.name}/report.md"
     out = [f"## {title}", "",
-           f"{task.question} -> {task.answer}; a split keeps whole {task.kept_whole}. Source: {card['source']}; "
-           f"{card['pairs']['train']:,} / {card['pairs']['val']:,} / {card['pairs']['test']:,} train / val / test "
+           f"{task.question} -> {task.answer}; a split keeps whole {task.kept_whole}. Source: {card.source}; "
+           f"{card.pairs['train']:,} / {card.pairs['val']:,} / {card.pairs['test']:,} train / val / test "
            "pairs, "
            f"{evaluation.test_candidates:,} test candidates; seeds {', '.join(map(str, seeds))}.{took}{numerics} "
            f"Full report: `{report}`.", ""]

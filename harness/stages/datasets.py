@@ -6,13 +6,14 @@ from cube import atomic
 from cube.embedded import build_embedded_data, save_embedded
 from harness import paths
 from harness.config import Params
+from harness.store.results import DataCardSummary
 
 
 def run_datasets(params: Params) -> None:
     data = build_embedded_data(params, progress=True)
     save_embedded(data, paths.EMBEDDED)
-    atomic.write_json(paths.DATA_CARD, {k: v for k, v in data.card.items() if k != "teachers"}
-                      | {"teachers": len(data.teachers)})
+    summary = DataCardSummary(**{k: v for k, v in data.card.items() if k != "teachers"}, teachers=len(data.teachers))
+    atomic.write_json(paths.DATA_CARD, summary.model_dump(mode="json"))
     atomic.write_json(paths.DATASETS_RUN, {"teachers": data.run_facts})  # read by nothing downstream
     print(f"datasets: {data.card['pairs']} pairs, width {data.dim}, "
           f"{sum(t['encoded'] for t in data.run_facts)} sentences encoded, "

@@ -58,8 +58,8 @@ R = TypeVar("R", bound=Result)
 # ---------------------------------------------------------------- data
 
 
-class DataCard(Strict):
-    """``data/embedded/card.json``: where the pairs came from, how they were split, which teachers embedded them."""
+class CardFacts(Strict):
+    """Where the pairs came from and how they were split."""
 
     task: str
     source: str
@@ -73,7 +73,28 @@ class DataCard(Strict):
     autoencoder_sentences: int
     sentences: int
     dim: int
+
+
+class DataCard(CardFacts):
+    """``data/embedded/card.json``: the card, and which teachers embedded the pairs."""
+
     teachers: list[TeacherInfo]
+
+
+class DataCardSummary(CardFacts):
+    """``metrics/data_card.json``: the card with its teachers counted (their details stay in data/embedded/card.json,
+    the figures DVC shows stay few)."""
+
+    teachers: int
+
+
+class ProfileRun(Strict):
+    """``reports/<profile>/profile_run.json``: where a kept profile run came from and how long its pipeline took."""
+
+    profile: str
+    revision: str
+    dvc_repro_wall_seconds: Number
+    cpu_count: int
 
 
 # ---------------------------------------------------------------- training

@@ -30,6 +30,7 @@ from cube import atomic
 from harness import paths
 from harness.measure.revision_speed import head_revision
 from harness.store.provenance import git_revision
+from harness.store.results import ProfileRun
 
 ROOT = paths.REPO
 TINY = ROOT / "profiles" / "tiny.yaml"
@@ -99,9 +100,9 @@ def keep_results(dest: Path, out: Path, overlay: Path, revision: str, wall_secon
         for path in dest.glob(pattern):
             if path.name != "baseline.json":
                 shutil.copy2(path, staging / path.name)
-    run_facts = {"profile": str(overlay.relative_to(ROOT)), "revision": revision,
-                 "dvc_repro_wall_seconds": round(wall_seconds, 1), "cpu_count": os.cpu_count()}
-    atomic.write_json(staging / "profile_run.json", run_facts)
+    run_facts = ProfileRun(profile=str(overlay.relative_to(ROOT)), revision=revision,
+                           dvc_repro_wall_seconds=round(wall_seconds, 1), cpu_count=os.cpu_count())
+    atomic.write_json(staging / "profile_run.json", run_facts.model_dump(mode="json"))
     report = staging / "report.md"
     origin = (f"> Profile `{overlay.relative_to(ROOT)}` laid over params.yaml, run by `python -m harness profile` "
               f"from revision {revision} in a throw-away clone (the provenance table's git revision is that "
