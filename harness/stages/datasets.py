@@ -6,7 +6,7 @@ from cube import atomic
 from cube.embedded import build_embedded_data, save_embedded
 from harness import paths
 from harness.config import Params
-from harness.store.results import DataCardSummary
+from harness.store.results import DataCardSummary, DatasetsRun
 
 
 def run_datasets(params: Params) -> None:
@@ -14,7 +14,8 @@ def run_datasets(params: Params) -> None:
     save_embedded(data, paths.EMBEDDED)
     summary = DataCardSummary(**{k: v for k, v in data.card.items() if k != "teachers"}, teachers=len(data.teachers))
     atomic.write_json(paths.DATA_CARD, summary.model_dump(mode="json"))
-    atomic.write_json(paths.DATASETS_RUN, {"teachers": data.run_facts})  # read by nothing downstream
+    run = DatasetsRun(teachers=data.run_facts)
+    atomic.write_json(paths.DATASETS_RUN, run.model_dump(mode="json"))
     print(f"datasets: {data.card['pairs']} pairs, width {data.dim}, "
-          f"{sum(t['encoded'] for t in data.run_facts)} sentences encoded, "
-          f"{sum(t['cache_hits'] for t in data.run_facts)} from the cache")
+          f"{sum(t.encoded for t in run.teachers)} sentences encoded, "
+          f"{sum(t.cache_hits for t in run.teachers)} from the cache")

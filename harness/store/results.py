@@ -88,6 +88,22 @@ class DataCardSummary(CardFacts):
     teachers: int
 
 
+class TeacherRun(Strict):
+    """One teacher's share of a datasets run: sentences it encoded and those the cache gave."""
+
+    teacher: str
+    encoded: int
+    cache_hits: int
+    cache_rebuilt: bool
+
+
+class DatasetsRun(Strict):
+    """``metrics/datasets_run.json``: how this datasets run got its embeddings. A fact of the run, not of the data, so
+    no stage or report reads it (a figure must not depend on the cache's state)."""
+
+    teachers: list[TeacherRun]
+
+
 class ProfileRun(Strict):
     """``reports/<profile>/profile_run.json``: where a kept profile run came from and how long its pipeline took."""
 
