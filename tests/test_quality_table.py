@@ -29,17 +29,17 @@ def run(cube: float, baseline: float) -> dict[str, Any]:
 
 def test_summary_is_the_mean_and_sample_standard_deviation_over_seeds():
     summary = summarise({"0": run(0.5, 0.4), "1": run(0.6, 0.4), "2": run(0.7, 0.4)})
-    assert summary["seeds"] == [0, 1, 2]
-    cube = summary["models"]["cube: advanced"]["test"]["mrr"]
-    assert cube["mean"] == pytest.approx(0.6) and cube["std"] == pytest.approx(0.1)  # sample std: n - 1
-    assert summary["models"]["ridge"]["test"]["mrr"] == {"mean": pytest.approx(0.4), "std": 0.0}
-    assert summary["models"]["cube: advanced"]["parameters"] == 5217
-    assert summary["models"]["cube: advanced"]["no_change_in"] == ["0"]
+    assert summary.seeds == [0, 1, 2]
+    cube = summary.models["cube: advanced"].test["mrr"]
+    assert cube.mean == pytest.approx(0.6) and cube.std == pytest.approx(0.1)  # sample std: n - 1
+    assert summary.models["ridge"].test["mrr"].mean == pytest.approx(0.4) and summary.models["ridge"].test["mrr"].std == 0
+    assert summary.models["cube: advanced"].parameters == 5217
+    assert summary.models["cube: advanced"].no_change_in == ["0"]
     assert chosen_stage(summary) == "advanced"
 
 
 def test_one_seed_has_zero_spread():
-    assert summarise({"0": run(0.5, 0.4)})["models"]["cube: advanced"]["test"]["cosine"]["std"] == 0.0
+    assert summarise({"0": run(0.5, 0.4)}).models["cube: advanced"].test["cosine"].std == 0.0
 
 
 def per_pair(rows: dict[str, np.ndarray]) -> dict[str, dict[str, list[float]]]:

@@ -30,7 +30,16 @@ from harness.config import Params
 from harness.judge.targets import QUALITY_TARGET, quality_misses
 from harness.stats import paired
 from harness.store.embedded import embedded_for
-from harness.store.results import CUBE_PREFIX, Evaluation, QualityHeadline, cube_model, write_result
+from harness.store.results import (
+    CUBE_PREFIX,
+    Evaluation,
+    MeanStd,
+    ModelSummary,
+    QualityHeadline,
+    SeedSummary,
+    cube_model,
+    write_result,
+)
 
 
 class PredictionError(ValueError):
@@ -87,33 +96,34 @@ def _baseline_scores(params: Params, data: EmbeddedData, seed: int, device: torc
     return scores
 
 
-def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def summarise(runs: dict[str, dict[str, Any]]) -> SeedSummary:
     """Mean and sample standard deviation (0 for one run) of every model's scores over the seeds' runs."""
     first = next(iter(runs.values()))
     any_model = next(iter(first["stages"].values()))
     measures = SUMMARISED + tuple(m for m in CSLS_PER_PAIR if m in any_model["test"])
-    models: dict[str, Any] = {}
+
+    def spread(group: str, name: str, split: str) -> dict[str, MeanStd]:
+        found = {}
+        for measure in measures:
+            values = [run[group][name][split][measure] for run in runs.values()]
+            found[measure] = MeanStd(mean=statistics.fmean(values),
+                                     std=statistics.stdev(values) if len(values) > 1 else 0.0)
+        return found
+
+    models: dict[str, ModelSummary] = {}
     for group, prefix in (("stages", CUBE_PREFIX), ("baselines", "")):
         for name in first[group]:
-            entry: dict[str, Any] = {"group": group, "parameters": first[group][name]["parameters"]}
-            if group == "baselines":
-                entry["tuning"] = first[group][name].get("tuning", "none")
-            else:
-                entry["no_change_in"] = [seed for seed, run in runs.items() if run[group][name].get("no_change")]
-            for split in ("test", "val"):
-                entry[split] = {}
-                for measure in measures:
-                    values = [run[group][name][split][measure] for run in runs.values()]
-                    entry[split][measure] = {"mean": statistics.fmean(values),
-                                             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-            models[prefix + name] = entry
-    return {"seeds": [int(seed) for seed in runs], "models": models}
+            kind = ({"tuning": first[group][name].get("tuning", "none")} if group == "baselines" else
+                    {"no_change_in": [seed for seed, run in runs.items() if run[group][name].get("no_change")]})
+            models[prefix + name] = ModelSummary(group=group, parameters=first[group][name]["parameters"], **kind,
+                                                 test=spread(group, name, "test"), val=spread(group, name, "val"))
+    return SeedSummary(seeds=[int(seed) for seed in runs], models=models)
 
 
-def chosen_stage(summary: dict[str, Any]) -> str:
+def chosen_stage(summary: SeedSummary) -> str:
     """The cube stage with the best mean validation MRR: the one compared with the baselines."""
-    stages = {name: entry for name, entry in summary["models"].items() if entry["group"] == "stages"}
-    return max(stages, key=lambda name: stages[name]["val"]["mrr"]["mean"]).removeprefix(CUBE_PREFIX)
+    stages = {name: entry for name, entry in summary.models.items() if entry.group == "stages"}
+    return max(stages, key=lambda name: stages[name].val["mrr"].mean).removeprefix(CUBE_PREFIX)
 
 
 def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: list[str],
@@ -131,15 +141,15 @@ def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: 
     return comparisons
 
 
-def write_headline(summary: dict[str, Any], stage: str,
+def write_headline(summary: SeedSummary, stage: str,
                    comparisons: dict[str, dict[str, paired.PairedDifference]]) -> None:
     """``metrics/quality.json``, the only quality file DVC reads as metrics: numbers, no text."""
-    cube = summary["models"][cube_model(stage)]
+    cube = summary.models[cube_model(stage)]
     headline = QualityHeadline.model_validate({
-        "val_mrr": cube["val"]["mrr"]["mean"], "test_mrr": cube["test"]["mrr"]["mean"],
-        "test_recall@1": cube["test"]["recall@1"]["mean"], "test_cosine": cube["test"]["cosine"]["mean"],
+        "val_mrr": cube.val["mrr"].mean, "test_mrr": cube.test["mrr"].mean,
+        "test_recall@1": cube.test["recall@1"].mean, "test_cosine": cube.test["cosine"].mean,
         "mrr_minus_identity": comparisons["identity"]["mrr"].mean,
-        "mrr_minus_linear": comparisons[rivals.LINEAR]["mrr"].mean, "seeds": len(summary["seeds"])})
+        "mrr_minus_linear": comparisons[rivals.LINEAR]["mrr"].mean, "seeds": len(summary.seeds)})
     atomic.write_json(paths.QUALITY_HEADLINE, headline.model_dump(mode="json", by_alias=True))
 
 
