@@ -1,7 +1,8 @@
 """The committed gate baselines describe the committed runs of this code: pair by pair, to the bit, and not stale.
 
 The default baseline against the committed default run's metrics; the tiny baseline against the tiny pipeline run
-afresh by the tests (the same figures anywhere: the numerics are pinned). A change that moves a figure, or a new
+afresh by the tests (the same figures on any CPU of the maker that made the baseline: the numerics are pinned; across
+makers the training does not yet recompute, docs/portability.md). A change that moves a figure, or a new
 params key, fails here until the baseline is recorded again (`make baseline`).
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cube.numerics import cpu_model
 from harness.config import load_params
 from harness.judge import gate
 from harness.store.baselines import read_baselines
@@ -44,6 +46,16 @@ def test_the_default_baseline_is_the_committed_default_run_pair_by_pair():
     assert_current("default", run_snapshot(ROOT))
 
 
+def vendor(cpu_model: str) -> str:
+    """The CPU's maker, as its model name gives it."""
+    return next((name for name in ("Intel", "AMD") if name in cpu_model), cpu_model)
+
+
 @pytest.mark.slow
 def test_the_tiny_baseline_is_the_tiny_run_made_afresh_pair_by_pair(tiny_run):
+    recorded = BASELINES.profiles["tiny"].machine
+    if recorded is not None and vendor(recorded.cpu_model) != vendor(cpu_model()):
+        # a known defect, kept in sight: the embeddings recompute across makers, the training does not yet
+        pytest.xfail(f"the tiny baseline was made on an {recorded.cpu_model}, this is an {cpu_model()}: training "
+                     "does not yet recompute to the bit across CPU makers (docs/portability.md)")
     assert_current("tiny", run_snapshot(tiny_run))
