@@ -102,7 +102,7 @@ def _judged(target: SpeedTarget, value: float | list[RatioEstimate] | None, run_
                             note=f"{len(value)} processes, 95% intervals: {intervals}"
                                  + ("; inconclusive" if agreed == INCONCLUSIVE else ""))
     met = value >= target.goal if target.at_least else value <= target.goal
-    return SpeedVerdict(**row | {"value": value, "met": met})
+    return SpeedVerdict(**row | {"value": value, "met": met}, note="")
 
 
 def speed_targets(device: str, rows: list[BenchRow], ratios: dict[str, RatioEstimate],
