@@ -39,9 +39,10 @@ from typing import Any
 
 from harness import paths
 from harness.config import GateConfig, Params
+from harness.measure import peer_probe
 from harness.measure.peer_ratios import INDEPENDENT_PEERS
 from harness.measure.phases import PHASES
-from harness.measure.retime import measure_revision, measure_speed_again
+from harness.measure.retime import measure_revision
 from harness.stats import paired
 from harness.store.baselines import GateError, check_profile_name, read_baselines, write_baselines
 from harness.store.results import (
@@ -421,7 +422,7 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
         same_split = all(recorded.params.get(s) == current.params.get(s) for s in SPLIT_SECTIONS)
         checks = compare(recorded, current, params.gate, bool(differences), same_split)
         if remeasure:
-            checks = confirm_speed(checks, recorded, params.gate, lambda: measure_speed_again(params))
+            checks = confirm_speed(checks, recorded, params.gate, lambda: peer_probe.measure(params))
             settings = recorded.params.get("cube") or params.to_dict()["cube"]  # the baseline's cube, timed both ways
             dim = _read(paths.BENCH_METRICS, Bench).dim
             code_checks, why = revision_checks(
@@ -439,7 +440,7 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
             warnings.append("cube/ has uncommitted changes (or this is not a git checkout): the baseline records no "
                             "revision, so later gates cannot time its code; commit cube/ and record it again")
         if remeasure:  # a baseline ratio from two processes, not one process's luck
-            again = measure_speed_again(params)
+            again = peer_probe.measure(params)
             current = current.model_copy(update={"metrics": {
                 metric: figure if figure.kind != "speed" else
                 GatedFigure(kind="speed", value=pooled(figure.value, again[metric.removeprefix("speed.")]))

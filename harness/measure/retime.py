@@ -1,5 +1,5 @@
-"""The gate's speed figures timed again in this process: the independent peers, and this revision's cube against the
-baseline revision's."""
+"""This revision's cube against the baseline revision's, timed here for the gate (the independent peers are timed
+again by ``peer_probe.measure``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Params
-from harness.measure import peer_probe
 from harness.stats import paired
 
 
@@ -21,7 +20,3 @@ def measure_revision(params: Params, settings: dict[str, Any], dim: int, code_re
     return measure_revision_speed(revision, code_repo, dim, settings, params.bench.peer_batch_size,
                                   params.gate.revision_rounds, seed=params.seed, device=str(device))
 
-
-def measure_speed_again(params: Params) -> dict[str, paired.RatioEstimate]:
-    """The gated peers timed again in this process."""
-    return peer_probe.measure(params)

@@ -503,9 +503,9 @@ def _scaling_table(block: list[ScalingRow]) -> str:
     header = ["lattice", "cells", "steps", "checkpointing", "ms/sample", "saved for backward MiB/sample"]
     header += ["CUDA peak allocated MiB/sample"] if on_gpu else []
     return markdown_table(header, [["x".join(map(str, r.lattice)), r.cells, r.steps,
-                                            "on" if r.activation_checkpointing else "off",
-                                            f"{r.ms_per_sample:.3f}", f"{r.saved_mib_per_sample:.3f}"]
-                                           + ([f"{r.cuda_peak_increase_mib_per_sample:.3f}"] if on_gpu else []) for r in block])
+                                    "on" if r.activation_checkpointing else "off",
+                                    f"{r.ms_per_sample:.3f}", f"{r.saved_mib_per_sample:.3f}"]
+                                   + ([f"{r.cuda_peak_increase_mib_per_sample:.3f}"] if on_gpu else []) for r in block])
 
 
 def _drills_table(kinds: dict[str, Any]) -> str:
