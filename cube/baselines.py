@@ -43,7 +43,7 @@ class Baseline:
 
 
 def identity() -> Baseline:
-    return Baseline("identity", lambda q: q.clone(), 0, "pred = q: the data's own question/answer similarity")
+    return Baseline(rivals.IDENTITY, lambda q: q.clone(), 0, "pred = q: the data's own question/answer similarity")
 
 
 def legacy_transform() -> Baseline:
@@ -53,7 +53,7 @@ def legacy_transform() -> Baseline:
 
 def mean_answer(train: EmbeddedSplit) -> Baseline:
     mean = train.answers.mean(0)
-    return Baseline("mean answer", lambda q: mean.expand(len(q), -1).clone(), mean.numel(),
+    return Baseline(rivals.MEAN_ANSWER, lambda q: mean.expand(len(q), -1).clone(), mean.numel(),
                     "the average training answer for every question", "none (closed form)")
 
 
@@ -77,7 +77,7 @@ def ridge(train: EmbeddedSplit, val: EmbeddedSplit) -> Baseline:
             best = (mrr, lam, weight, bias)
     assert best is not None
     _, lam, weight, bias = best
-    return Baseline("ridge", lambda q: q @ weight + bias, weight.numel() + bias.numel(),
+    return Baseline(rivals.RIDGE, lambda q: q @ weight + bias, weight.numel() + bias.numel(),
                     f"lambda={lam:g} chosen on val MRR", f"{len(RIDGE_LAMBDAS)} lambdas on val (closed form)")
 
 
@@ -85,7 +85,7 @@ def procrustes(train: EmbeddedSplit) -> Baseline:
     """The rotation W (orthogonal) minimising ||q W - a|| on the training pairs."""
     u, _, vh = torch.linalg.svd(train.questions.double().T @ train.answers.double())
     rotation = (u @ vh).float()
-    return Baseline("procrustes", lambda q: q @ rotation, rotation.numel(), "orthogonal map fit on train",
+    return Baseline(rivals.PROCRUSTES, lambda q: q @ rotation, rotation.numel(), "orthogonal map fit on train",
                     "none (closed form)")
 
 
@@ -97,7 +97,7 @@ class ResidualMLP(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.dim = dim
-        self.config = {"baseline": "mlp", "hidden": hidden}
+        self.config = {"baseline": rivals.MLP, "hidden": hidden}
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
         nn.init.zeros_(self.net[2].weight)
         nn.init.zeros_(self.net[2].bias)
@@ -163,7 +163,7 @@ def mlp(data: EmbeddedData, seed: int, config: BaselinesConfig, train: TrainConf
         device: torch.device | str = "cpu") -> Baseline:
     torch.manual_seed(seed)
     model = ResidualMLP(data.dim, config.mlp.hidden)
-    return _trained("mlp", model, data, stage_configs(train, config.mlp), seed, device, f"hidden={config.mlp.hidden}")
+    return _trained(rivals.MLP, model, data, stage_configs(train, config.mlp), seed, device, f"hidden={config.mlp.hidden}")
 
 
 def linear(data: EmbeddedData, seed: int, config: BaselinesConfig, train: TrainConfig,
@@ -184,12 +184,12 @@ class FitInputs:
 
 
 FITS: dict[str, Callable[[FitInputs], Baseline]] = {  # how each of cube/rivals.py's baselines is fitted
-    "identity": lambda _: identity(),
-    "mean answer": lambda run: mean_answer(run.data.train),
-    "ridge": lambda run: ridge(run.data.train, run.data.val),
-    "procrustes": lambda run: procrustes(run.data.train),
+    rivals.IDENTITY: lambda _: identity(),
+    rivals.MEAN_ANSWER: lambda run: mean_answer(run.data.train),
+    rivals.RIDGE: lambda run: ridge(run.data.train, run.data.val),
+    rivals.PROCRUSTES: lambda run: procrustes(run.data.train),
     LINEAR: lambda run: linear(run.data, run.seed, run.config, run.train, run.device),
-    "mlp": lambda run: mlp(run.data, run.seed, run.config, run.train, run.device),
+    rivals.MLP: lambda run: mlp(run.data, run.seed, run.config, run.train, run.device),
     LEGACY: lambda _: legacy_transform(),
 }
 

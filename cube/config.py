@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Strict, StrictBool, StrictInt, StrictStr, TypeA
 
 from cube.digest import json_digest
 from cube.stages import STAGE_NAMES
+from cube.tasks import TASKS
 
 
 class ConfigError(ValueError):
@@ -68,17 +69,17 @@ def section(cls: type) -> type:
 class DataConfig:
     # what is retrieved among what (cube/tasks.py): the next turn of a dialogue, a German or French word's English
     # translation, or the WordNet headword a definition defines
-    task: Literal["dialogue", "translation", "reverse_dictionary"] = "dialogue"
+    task: StrictStr = "dialogue"  # a name in cube/tasks.py TASKS
     languages: Literal["deu-eng", "fra-eng"] = "deu-eng"  # translation: the FreeDict dictionary read
-    corpus: Literal["chatterbot", "chitchat", "file"] = "chatterbot"  # dialogue: the conversations read
+    corpus: Literal["chatterbot", "chitchat", "file"] = "chitchat"  # dialogue: the conversations read
     path: StrictStr | None = None  # JSONL or CSV file when corpus is "file"
     language: StrictStr = "english"  # chatterbot-corpus language folder
     question_field: StrictStr = "question"
     answer_field: StrictStr = "answer"
-    max_pairs: NonNegativeInt = 0  # 0: all pairs
+    max_pairs: NonNegativeInt = 4400  # 0: all pairs
     val_fraction: ranged(Number, 0.0, 0.5, lo_open=True) = 0.1
     # up to 0.8: an evaluation-first split (the default run tests on 60%) still leaves 10% to train on
-    test_fraction: ranged(Number, 0.0, 0.8, lo_open=True) = 0.1
+    test_fraction: ranged(Number, 0.0, 0.8, lo_open=True) = 0.6
     cache_dir: StrictStr = "data/cache"
 
 
@@ -358,6 +359,11 @@ def _problem(cls: type, error: dict[str, Any]) -> str:
 def check_model_params(params: ModelParams, source: str) -> None:
     """What no single value can say wrong: combinations of data, distributed and loss settings."""
     d = params.data
+    if d.task not in TASKS:
+        near = difflib.get_close_matches(d.task, list(TASKS), n=1)
+        raise ConfigError(f"{source}: data.task = {d.task!r} is not a task; "
+                          + (f"did you mean {near[0]!r}? " if near else "")
+                          + f"the tasks are {', '.join(map(repr, TASKS))} (cube/tasks.py)")
     if d.corpus == "file" and not d.path:
         raise ConfigError(f"{source}: data.corpus is 'file' but data.path is empty; set data.path to a JSONL or CSV file")
     if d.corpus != "file" and d.path:

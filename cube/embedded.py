@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from cube import atomic, ensemble, metrics
+from cube import atomic, ensemble, measures, metrics
 from cube.card import TeacherInfo
 from cube.config import ModelParams
 from cube.device import choose_device
@@ -49,10 +49,10 @@ class EmbeddedSplit:
 
     def score_with_pairs(self, pred: torch.Tensor,
                          csls: bool = False) -> tuple[dict[str, float], dict[str, list[float]]]:
-        """``score`` and each pair's cosine, hit@1 and reciprocal rank (``metrics.PER_PAIR``), ranked once; ``csls``
-        adds the hit and reciprocal rank under CSLS retrieval (``metrics.CSLS_PER_PAIR``)."""
+        """``score`` and each pair's cosine, hit@1 and reciprocal rank (``measures.PER_PAIR``), ranked once; ``csls``
+        adds the hit and reciprocal rank under CSLS retrieval (``measures.CSLS_PER_PAIR``)."""
         pairs = metrics.per_pair(pred, self.answers, self.candidates, self.answer_index, self.gold_mask(), csls)
-        kept = metrics.PER_PAIR + (metrics.CSLS_PER_PAIR if csls else ())
+        kept = measures.PER_PAIR + (measures.CSLS_PER_PAIR if csls else ())
         return metrics.summarise(pairs, pred, self.candidates), {name: pairs[name].tolist() for name in kept}
 
     def gold_mask(self) -> torch.Tensor:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cube.measures import CSLS_PER_PAIR
+
 RECALL_AT = (1, 5, 10)
-PER_PAIR = ("cosine", "recall@1", "mrr")  # the measures kept pair by pair, for paired comparisons
-CSLS_PER_PAIR = ("csls recall@1", "csls mrr")  # the same retrieval ranked by CSLS, where a task's anchors use it
-SUMMARISED = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")  # mean ± std per model; CSLS too where ranked
 
 
 class NonFinitePredictions(ValueError):

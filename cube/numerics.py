@@ -23,6 +23,7 @@ import platform
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -160,12 +161,26 @@ def _capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
 
 
-def describe() -> dict[str, object]:
-    """Provenance: the mode, the pins in force, what torch reports, the CPU and its flags that matter, threads."""
+@dataclass(frozen=True)
+class NumericsInForce:
+    """The mode, the pins in force, what torch reports, the CPU and its flags that matter, threads."""
+
+    mode: str
+    pins: dict[str, str]
+    torch_cpu_capability: str
+    cpu_model: str
+    machine: str
+    cpu_flags: list[str]
+    threads: int
+    gpu: str
+
+
+def describe() -> NumericsInForce:
+    """What decides the order of this process's floating-point additions (provenance, the doctor)."""
     import torch
 
     flags = cpu_flags()
-    return {"mode": in_force(), "pins": {name: os.environ[name] for name in PINS if name in os.environ},
-            "torch_cpu_capability": _capability(), "cpu_model": cpu_model(), "machine": platform.machine(),
-            "cpu_flags": [flag for flag in REPORTED_FLAGS if flag in flags], "threads": torch.get_num_threads(),
-            "gpu": GPU_NOTE}
+    return NumericsInForce(mode=in_force(), pins={name: os.environ[name] for name in PINS if name in os.environ},
+                           torch_cpu_capability=_capability(), cpu_model=cpu_model(), machine=platform.machine(),
+                           cpu_flags=[flag for flag in REPORTED_FLAGS if flag in flags],
+                           threads=torch.get_num_threads(), gpu=GPU_NOTE)

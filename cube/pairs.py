@@ -13,13 +13,14 @@ import json
 import random
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from cube.config import DataConfig
+from cube.tasks import TASKS
 
 
 class DataError(ValueError):
@@ -145,7 +146,8 @@ def file_pairs(path: str | Path, question_field: str = "question", answer_field:
 
 
 def word_pairs(config: DataConfig) -> PairSet:
-    """A word task's pairs from its dictionary, drawn at random (fixed seed) when ``max_pairs`` caps them."""
+    """A word task's pairs from its dictionary (FreeDict for translation, WordNet's definitions for the reverse
+    dictionary), drawn at random (fixed seed) when ``max_pairs`` caps them."""
     from cube import dictionaries, sources  # the dialogue task never needs the dictionaries installed
 
     lemmas = dictionaries.EnglishLemmas(sources.require("wordnet"))
@@ -172,9 +174,18 @@ def word_pairs(config: DataConfig) -> PairSet:
 
 
 def load_pairs(config: DataConfig) -> PairSet:
-    """The configured task's deduplicated pairs, with counts for the data card."""
-    if config.task != "dialogue":
-        return word_pairs(config)
+    """The configured task's deduplicated pairs (its reader in ``TASK_PAIRS``), with counts for the data card."""
+    unread, unlisted = set(TASKS) - set(TASK_PAIRS), set(TASK_PAIRS) - set(TASKS)
+    if unread or unlisted:
+        raise ValueError(f"cube/tasks.py lists task(s) {sorted(unread)} that cube/pairs.py TASK_PAIRS has no reader "
+                         f"for, and TASK_PAIRS reads {sorted(unlisted)} that TASKS does not list: add each to both")
+    if config.task not in TASK_PAIRS:
+        raise DataError(f"data.task {config.task!r} is not a task; tasks: {', '.join(TASKS)} (cube/tasks.py)")
+    return TASK_PAIRS[config.task](config)
+
+
+def dialogue_pairs(config: DataConfig) -> PairSet:
+    """Consecutive turns of the configured conversations (or a pair file), exact duplicates dropped."""
     if config.corpus == "chatterbot":
         raw, source = chatterbot_pairs(config.language), f"chatterbot-corpus/{config.language}"
     elif config.corpus == "chitchat":
@@ -188,6 +199,14 @@ def load_pairs(config: DataConfig) -> PairSet:
     if not unique:
         raise DataError(f"{source}: no question/answer pairs left after dropping empty and duplicate pairs")
     return PairSet(unique, source, len(raw), len(non_empty) - len(dict.fromkeys(non_empty)), len(raw) - len(non_empty))
+
+
+# Each task's pair reader (``cube/tasks.py`` holds its words): a word task's pairs carry the group its split keeps whole.
+TASK_PAIRS: dict[str, Callable[[DataConfig], PairSet]] = {
+    "dialogue": dialogue_pairs,
+    "translation": word_pairs,
+    "reverse_dictionary": word_pairs,
+}
 
 
 def normalise_question(text: str) -> str:

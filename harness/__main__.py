@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cube import numerics
-from cube.config import ConfigError, read_params_file
+from cube.config import ConfigError
 from harness import paths
-from harness.config import Params
+from harness.config import Params, numerics_of
 from harness.stages import __main__ as stages
 
 # The pipeline's stages (dvc.yaml runs them as `python -m harness.stages <stage>`), with their help.
@@ -90,24 +90,11 @@ def run_tool(name: str, argv: list[str]) -> int:
     import importlib
 
     try:
-        numerics.pin(tool_numerics(paths.PARAMS))
+        numerics.pin(numerics_of(paths.PARAMS))
     except (ConfigError, numerics.NumericsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return importlib.import_module(TOOLS[name][0]).main(argv)
-
-
-def tool_numerics(params_path: Path) -> str:
-    """The numerics a tool runs under: those of ``params_path`` where it exists (a tool may lay a profile over it, but
-    no profile changes the numerics), else the default."""
-    if not params_path.exists():
-        return numerics.DEFAULT
-    raw = read_params_file(params_path, Params)
-    mode = raw.get("numerics", numerics.DEFAULT) if isinstance(raw, dict) else numerics.DEFAULT
-    if mode not in numerics.MODES:
-        raise ConfigError(f"{params_path}: numerics = {mode!r} is not allowed; allowed values: "
-                          f"{', '.join(map(repr, numerics.MODES))}")
-    return mode
 
 
 def command_of(argv: list[str]) -> str | None:

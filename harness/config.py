@@ -7,12 +7,15 @@ type and range).
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any
 
 from annotated_types import MinLen
 from pydantic import StrictBool, StrictInt, StrictStr
 
+from cube import measures, numerics
 from cube.config import (
     ConfigError,
     Fraction,
@@ -32,7 +35,7 @@ Sizes = Annotated[tuple[PositiveInt, ...], MinLen(1)]
 
 @section
 class BenchConfig:
-    batch_sizes: Sizes = (1, 8, 64, 256)
+    batch_sizes: Sizes = (1, 8, 64, 256, 1024, 4096)
     warmup: NonNegativeInt = 3
     repeats: PositiveInt = 5
     peer_batch_size: PositiveInt = 64
@@ -52,9 +55,10 @@ class GateConfig:
     """Tolerances of ``python -m harness gate``: how far a metric may fall below the baseline before it fails."""
 
     baseline: StrictStr = "reports/baseline.json"
-    cosine_drop: NonNegativeFloat = 0.01  # absolute, test cosine per stage
-    recall_drop: NonNegativeFloat = 0.03  # absolute, test recall@1 per stage
-    mrr_drop: NonNegativeFloat = 0.02  # absolute, test MRR per stage
+    # the gated quality measures (per-pair measures of cube/metrics.py) and the absolute fall each stage's test
+    # figure may show in each
+    quality_drops: dict[StrictStr, NonNegativeFloat] = field(
+        default_factory=lambda: {"cosine": 0.01, "recall@1": 0.03, "mrr": 0.02})
     speed_ratio_drop: Fraction = 0.4  # relative, own-vs-peer speed ratios
     speed_remeasure: NonNegativeInt = 2  # re-timings of an inconclusive speed ratio
     revision_speed_drop: Fraction = 0.3  # relative fall allowed in this revision's cube speed against the baseline's
@@ -69,7 +73,7 @@ class QualityConfig:
     """Repeats behind the quality table's mean ± std: the `seeds` stage trains the four stages again, from scratch,
     under each extra seed (initialisation and batch order change; the data split too with ``resplit``)."""
 
-    extra_seeds: tuple[NonNegativeInt, ...] = (1, 2)  # may be empty: the pipeline's own seed only
+    extra_seeds: tuple[NonNegativeInt, ...] = (1, 2, 3, 4)  # may be empty: the pipeline's own seed only
     resplit: StrictBool = False  # true: each extra seed also re-draws the train/val/test split, so the ± includes it
 
 
@@ -100,7 +104,18 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
     params = build_strict(Params, raw, source)
     check_model_params(params, source)
     _check_seeds(params, source)
+    _check_gated_measures(params, source)
     return params
+
+
+def _check_gated_measures(params: Params, source: str) -> None:
+    for measure in params.gate.quality_drops:
+        if measure not in measures.PER_PAIR:
+            near = difflib.get_close_matches(measure, measures.PER_PAIR, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise ConfigError(f"{source}: gate.quality_drops names {measure!r}, which is not a per-pair measure; {hint}"
+                              f"the gate compares pair by pair, so list one of {list(measures.PER_PAIR)} "
+                              "(cube/measures.py PER_PAIR) or add it there (docs/layout.md)")
 
 
 def _check_seeds(params: Params, source: str) -> None:
@@ -112,3 +127,15 @@ def _check_seeds(params: Params, source: str) -> None:
             "each run must have its own seed, so list distinct seeds other than `seed`"
         )
 
+
+def numerics_of(params_path: Path) -> str:
+    """The numerics a tool or probe runs under, read before torch loads: those of ``params_path`` where it exists (a
+    tool may lay a profile over it, but no profile changes the numerics), else the default."""
+    if not params_path.exists():
+        return numerics.DEFAULT
+    raw = read_params_file(params_path, Params)
+    mode = raw.get("numerics", numerics.DEFAULT) if isinstance(raw, dict) else numerics.DEFAULT
+    if mode not in numerics.MODES:
+        raise ConfigError(f"{params_path}: numerics = {mode!r} is not allowed; allowed values: "
+                          f"{', '.join(map(repr, numerics.MODES))}")
+    return mode

@@ -31,7 +31,7 @@ def digest(*tensors: torch.Tensor) -> str:
 
 
 def main() -> None:
-    print(f"cpu: {numerics.cpu_model()}; torch {torch.__version__}; capability {numerics.describe()['torch_cpu_capability']}")
+    print(f"cpu: {numerics.cpu_model()}; torch {torch.__version__}; capability {numerics.describe().torch_cpu_capability}")
     torch.manual_seed(0)
     print("rand", digest(torch.rand(64, 384)), "randn", digest(torch.randn(64, 384)),
           "normal_", digest(torch.empty(64, 384).normal_(0, 0.01)), "randperm", digest(torch.randperm(1000)),

@@ -133,4 +133,4 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> d
 
 
 def small_data_config(cache_dir: Path, max_pairs: int = 120) -> DataConfig:
-    return DataConfig(max_pairs=max_pairs, cache_dir=str(cache_dir), val_fraction=0.2, test_fraction=0.2)
+    return DataConfig(corpus="chatterbot", max_pairs=max_pairs, cache_dir=str(cache_dir), val_fraction=0.2, test_fraction=0.2)

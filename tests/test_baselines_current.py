@@ -24,10 +24,11 @@ BASELINES = read_baselines(ROOT / "reports" / "baseline.json")
 
 def run_snapshot(repo: Path) -> RunSnapshot:
     """What the gate would keep of the run in ``repo``: its figures, per-pair scores and params."""
-    metrics = repo / "metrics"
+    metrics, params = repo / "metrics", load_params(repo / "params.yaml")
     found = gate.snapshot(read_result(metrics / "evaluate.json", Evaluation), read_seed_runs(metrics /
-                          "evaluate_seeds.json"), read_result(metrics / "bench.json", Bench))
-    return found.model_copy(update={"params": load_params(repo / "params.yaml").to_dict()})
+                          "evaluate_seeds.json"), read_result(metrics / "bench.json", Bench),
+                          tuple(params.gate.quality_drops))
+    return found.model_copy(update={"params": params.to_dict()})
 
 
 def assert_current(profile: str, run: RunSnapshot) -> None:

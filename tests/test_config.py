@@ -1,6 +1,8 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cube.config import ConfigError
 from harness.config import Params, load_params, params_from_dict
@@ -24,6 +26,37 @@ def test_default_params_load_and_match_the_dataclass_defaults_where_given():
     assert len(params.params_hash()) == 64
 
 
+def settings_of(section: object, prefix: str = "") -> set[str]:
+    """Every setting's dotted key in a section of the schema (a list of sections, such as the teachers, is one; a
+    mapping's keys are each one)."""
+    keys = set()
+    for field in dataclasses.fields(section):
+        value = getattr(section, field.name)
+        if dataclasses.is_dataclass(value):
+            keys |= settings_of(value, f"{prefix}{field.name}.")
+        elif isinstance(value, dict):
+            keys |= {f"{prefix}{field.name}.{key}" for key in value}
+        else:
+            keys.add(prefix + field.name)
+    return keys
+
+
+def keys_in(mapping: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in mapping.items():
+        keys |= keys_in(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return keys
+
+
+def test_params_yaml_shows_every_setting_at_the_schemas_default():
+    """Defaults live in one place, the schema (cube/config.py, harness/config.py); params.yaml shows each of them."""
+    shown = load_params(ROOT / "params.yaml")
+    defaults = params_from_dict({})
+    assert shown == defaults, [key for key in sorted(settings_of(defaults))
+                               if eval("shown." + key) != eval("defaults." + key)]  # noqa: S307 (our own keys)
+    assert settings_of(defaults) == keys_in(yaml.safe_load(DEFAULT))
+
+
 def test_params_hash_changes_with_any_value(tmp_path):
     base = load_params(ROOT / "params.yaml")
     changed = load_edited(tmp_path, "steps: 10", "steps: 11")
@@ -32,7 +65,7 @@ def test_params_hash_changes_with_any_value(tmp_path):
 
 def test_unknown_key_names_file_section_key_and_nearest_valid_key(tmp_path):
     with pytest.raises(ConfigError) as err:
-        load_edited(tmp_path, "    monitor: cosine\n  optimized", "    min_similarity_threshold: 0.3\n  optimized")
+        load_edited(tmp_path, "    autocast: none\n  optimized", "    min_similarity_threshold: 0.3\n  optimized")
     message = str(err.value)
     assert "params.yaml" in message
     assert "unknown key 'min_similarity_threshold' in train.dialogue" in message
@@ -49,6 +82,8 @@ def test_unknown_key_names_file_section_key_and_nearest_valid_key(tmp_path):
         ("boundary: walls ", "boundary: wall ", ["cube.boundary", "'wall'", "did you mean 'walls'"]),
         ("residual: true", "residual: 1", ["cube.residual", "true or false"]),
         ("val_fraction: 0.1", "val_fraction: 0.7", ["data.val_fraction", "0.7", "(0.0, 0.5]"]),
+        ("    recall@1: 0.03", "    recal@1: 0.03", ["gate.quality_drops", "'recal@1'", "did you mean 'recall@1'?"]),
+        ("    recall@1: 0.03", "    recall@5: 0.03", ["gate.quality_drops", "'recall@5'", "not a per-pair measure"]),
     ],
 )
 def test_wrong_type_or_range_names_key_value_and_allowed(tmp_path, old, new, words):

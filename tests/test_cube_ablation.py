@@ -63,8 +63,8 @@ def test_the_best_design_is_chosen_on_validation_and_its_share_is_gain_over_gain
     compare(table, [0, 1, 2])
     assert best_design(table).name == DEFAULT_DESIGN
     other = table[-1]
-    assert other.comparisons[DEFAULT_DESIGN]["verdict"] == "better"
-    assert other.comparisons[rivals.LINEAR]["verdict"] == "worse"
+    assert other.comparisons[DEFAULT_DESIGN].verdict == "better"
+    assert other.comparisons[rivals.LINEAR].verdict == "worse"
     assert share_of_linear(other, table) == pytest.approx((0.23 - 0.20) / (0.24 - 0.20))
 
 
@@ -72,7 +72,7 @@ def test_a_design_equal_to_the_default_gets_no_verdict_of_better():
     table = rows(shift=0.0, val_of_other=0.23)
     compare(table, [0, 1, 2])
     assert best_design(table).name == "other"
-    assert table[-1].comparisons[DEFAULT_DESIGN]["verdict"] == "no significant difference"
+    assert table[-1].comparisons[DEFAULT_DESIGN].verdict == "no significant difference"
 
 
 def test_a_misspelt_design_setting_stops_the_run_before_any_training(tmp_path, capsys):

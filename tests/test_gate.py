@@ -15,7 +15,7 @@ from harness.render.gate_report import markdown
 from harness.stats.paired import RatioEstimate
 from harness.store.results import GateBaselines, RunSnapshot
 
-GATE = GateConfig(cosine_drop=0.01, recall_drop=0.03, mrr_drop=0.02, speed_ratio_drop=0.4, noise_floor=0.001,
+GATE = GateConfig(quality_drops={"cosine": 0.01, "recall@1": 0.03, "mrr": 0.02}, speed_ratio_drop=0.4, noise_floor=0.001,
                   memory_increase=0.25, speed_remeasure=2)
 RNG = np.random.default_rng(0)
 SEEDS = [0, 1, 2, 3, 4]

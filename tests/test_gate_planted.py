@@ -172,7 +172,7 @@ def test_predictions_perturbed_by_002_mrr_fail_the_gate_even_with_a_looser_toler
     assert 0.012 <= drop <= 0.03, drop
     status, output, verdicts = gate(copy, timing=False)
     assert status == 1 and verdicts["advanced.test.mrr"] == "REGRESSION", output
-    set_param(copy, "gate.mrr_drop", 0.05)  # the tolerance alone would let it through: the paired test does not
+    set_param(copy, "gate.quality_drops.mrr", 0.05)  # the tolerance alone would let it through: the paired test does not
     status, output, verdicts = gate(copy, timing=False)
     assert status == 1 and verdicts["advanced.test.mrr"] == "REGRESSION", output
     assert "significantly worse" in output

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from cube.embedded import EmbeddedData, embed_split
 from cube.pairs import Pair
-from harness.workflows.learning_curve import curve_params, subset
+from harness.render.task_summary import curve_section
+from harness.store.curves import LearningCurve
+from harness.store.results import read_result, write_result
+from harness.workflows.learning_curve import CurveRuns, SeedRun, curve_params, render, subset, summarise
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,3 +43,41 @@ def test_the_profile_and_the_pool_are_laid_over_params_yaml():
     params = curve_params(ROOT / "profiles/translation.yaml", pool=14000, val=0.05, test=0.19)
     assert params.data.task == "translation" and params.data.max_pairs == 14000
     assert (params.data.val_fraction, params.data.test_fraction) == (0.05, 0.19)
+
+
+def test_a_curve_is_summarised_written_and_read_back_through_its_type_and_rendered_alike(tmp_path):
+    """Three models at two sizes from made-up scores: the file reads back equal, and the page and the task summary's
+    table come from it with every model in the curve's order."""
+    data = dataclasses.replace(fake_data(), card={"task": "translation", "source": "made up"})
+    n = len(data.test)
+    rng = torch.Generator().manual_seed(0)
+
+    def scores(level: float) -> dict[str, list[float]]:
+        return {"mrr": (level + 0.1 * torch.rand(n, generator=rng)).tolist(),
+                "recall@1": (torch.rand(n, generator=rng) < level).double().tolist()}
+
+    def seed_run(level: float) -> SeedRun:
+        pairs = scores(level)
+        return SeedRun(test={m: sum(v) / n for m, v in pairs.items()}, pairs=pairs, val_mrr=level, parameters=7,
+                       best_epoch=1, seconds=2.0)
+
+    identity = scores(0.2)
+    runs = CurveRuns(data, {m: sum(v) / n for m, v in identity.items()}, identity,
+                     {"cube": {5: {0: seed_run(0.25), 1: seed_run(0.26)}, 20: {0: seed_run(0.3), 1: seed_run(0.31)}},
+                      "ridge": {5: {0: seed_run(0.1)}, 20: {0: seed_run(0.2)}},
+                      "linear (contrastive)": {5: {0: seed_run(0.4), 1: seed_run(0.41)},
+                                               20: {0: seed_run(0.5), 1: seed_run(0.5)}}},
+                     ["cube", "linear (contrastive)", "ridge"], ["cube", "linear (contrastive)"])
+    curve = summarise(runs, [5, 20], [0, 1], "python -m harness learning-curve made-up", 60.0)
+    assert list(curve.models) == ["cube", "linear (contrastive)", "ridge"]
+    assert curve.models["cube"][1].gain["mrr"].verdict == "better"
+    assert set(curve.cube_versus) == {"linear (contrastive)", "ridge"} and set(curve.growth) == {"cube", "linear (contrastive)"}
+
+    path = write_result(tmp_path / "learning_curve.json", curve, LearningCurve)
+    back = read_result(tmp_path / "learning_curve.json", LearningCurve)
+    assert back == curve and render(back) == render(curve)
+    page = render(curve)
+    assert page.index("| cube | 5 |") < page.index("| linear (contrastive) | 5 |") < page.index("| ridge | 5 |")
+    summary = "\n".join(curve_section(tmp_path / "learning_curve.json"))
+    assert summary.index("| cube | 7 |") < summary.index("| ridge | 7 |")
+    assert path == curve  # the written result is the typed value itself

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from cube import numerics
-from harness.__main__ import tool_numerics
+from harness.config import numerics_of
 
 PROBE = """
 import hashlib, sys
@@ -102,9 +102,9 @@ def test_a_stage_refuses_portable_on_a_cpu_without_avx2(tmp_path):
 
 def test_a_tool_reads_the_numerics_of_params_yaml(tmp_path):
     params = tmp_path / "params.yaml"
-    assert tool_numerics(params) == "portable"  # no file: the default
+    assert numerics_of(params) == "portable"  # no file: the default
     params.write_text("numerics: native\n", encoding="utf-8")
-    assert tool_numerics(params) == "native"
+    assert numerics_of(params) == "native"
     params.write_text("numerics: fast\n", encoding="utf-8")
     with pytest.raises(ValueError, match="allowed values: 'portable', 'native'"):
-        tool_numerics(params)
+        numerics_of(params)

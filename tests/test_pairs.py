@@ -23,9 +23,12 @@ UNICODE_PAIRS = [
 ]
 
 
+CHATTERBOT = DataConfig(corpus="chatterbot", max_pairs=0)  # every English pair
+
+
 def test_chatterbot_english_gives_real_pairs_and_drops_exact_duplicates():
     raw = chatterbot_pairs("english")
-    pair_set = load_pairs(DataConfig())
+    pair_set = load_pairs(CHATTERBOT)
     assert len(raw) > 2000
     assert pair_set.duplicates_dropped > 1000  # tech_support repeats ten pairs about a hundred times
     assert len(pair_set.pairs) == len(set(pair_set.pairs))
@@ -34,7 +37,7 @@ def test_chatterbot_english_gives_real_pairs_and_drops_exact_duplicates():
 
 
 def test_splits_are_disjoint_by_question_group_and_cover_everything():
-    pairs = load_pairs(DataConfig()).pairs
+    pairs = load_pairs(CHATTERBOT).pairs
     splits = split_by_question(pairs, 0.1, 0.1, seed=0)
     groups = {name: {normalise_question(p.question) for p in part} for name, part in splits.named().items()}
     assert not groups["train"] & groups["val"]
@@ -45,7 +48,7 @@ def test_splits_are_disjoint_by_question_group_and_cover_everything():
 
 
 def test_split_depends_on_the_seed_only():
-    pairs = load_pairs(DataConfig()).pairs
+    pairs = load_pairs(CHATTERBOT).pairs
     assert split_by_question(pairs, 0.1, 0.1, 3).test == split_by_question(list(pairs), 0.1, 0.1, 3).test
     assert split_by_question(pairs, 0.1, 0.1, 3).test != split_by_question(pairs, 0.1, 0.1, 4).test
 

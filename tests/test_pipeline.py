@@ -172,6 +172,37 @@ def test_second_repro_reruns_only_the_benchmark_and_what_reads_it(repo):
     assert ran == {"bench", "report"}, output
 
 
+def stale_stages(repo: Path) -> set[str]:
+    """The stages `dvc status` lists as changed (always-changed ``bench`` left out: it re-times every run)."""
+    lines = dvc("status", cwd=repo).stdout.splitlines()
+    return {line[:-1] for line in lines if line.endswith(":") and not line[:1].isspace()} - {"bench"}
+
+
+def test_editing_the_cli_help_or_the_report_template_reruns_only_what_reads_it(tiny_run, tmp_path):
+    """The stages run ``python -m harness.stages``: the CLI's help is no stage's code, the report template is the
+    report's only. ``reliability`` runs the test suite against the whole of harness/, the CLI included."""
+    copy = Path(shutil.copytree(tiny_run, tmp_path / "repo", symlinks=True))
+    assert stale_stages(copy) == set()
+
+    cli = copy / "harness/__main__.py"
+    help_text = '"validate params.yaml"'
+    assert help_text in cli.read_text(encoding="utf-8")
+    cli.write_text(cli.read_text(encoding="utf-8").replace(help_text, '"validate params.yaml, every section"'),
+                   encoding="utf-8")
+    assert stale_stages(copy) == {"reliability"}
+
+    template = copy / "harness/render/report.md.j2"
+    template.write_text(template.read_text(encoding="utf-8") + "\nOne more sentence.\n", encoding="utf-8")
+    assert stale_stages(copy) == {"reliability", "report"}
+
+    # and the check has teeth: a stage's own module edited marks that stage and every stage after it
+    train = copy / "harness/stages/train.py"
+    train.write_text(train.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
+    stale = stale_stages(copy)
+    assert {"train@dialogue", "train@optimized", "seeds", "reliability", "report"} <= stale, stale
+    assert "datasets" not in stale and "check" not in stale, stale
+
+
 FILL_CACHE_IN_ANOTHER_ORDER = """
 import random
 import torch

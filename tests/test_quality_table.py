@@ -3,8 +3,6 @@ real ones)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
@@ -12,19 +10,24 @@ from harness.judge.targets import QUALITY_TARGET, quality_misses
 from harness.render.report import detectable_lines, target_lines
 from harness.stages.evaluate import chosen_stage, compare, summarise
 from harness.stats.paired import PairedDifference
+from harness.store.results import BaselineScores, Scores, SeedRun, StageScores
 
 MEASURES = ("cosine", "recall@1", "recall@5", "recall@10", "mrr", "hubness")
 BASELINES = ("identity", "mean answer", "ridge", "procrustes", "linear (contrastive)", "mlp")
 
 
-def scores(value: float, parameters: int = 10, no_change: bool = False) -> dict[str, Any]:
-    return {"test": dict.fromkeys(MEASURES, value), "val": dict.fromkeys(MEASURES, value), "parameters": parameters,
-            "no_change": no_change}
+def scores(value: float) -> Scores:
+    return Scores.model_validate(dict.fromkeys(MEASURES, value) | {"candidates": 100})
 
 
-def run(cube: float, baseline: float) -> dict[str, Any]:
-    return {"stages": {"dialogue": scores(0.1), "advanced": scores(cube, 5217, no_change=cube < 0.55)},
-            "baselines": {name: scores(baseline) for name in BASELINES}}
+def stage(value: float, parameters: int = 10, no_change: bool = False) -> StageScores:
+    return StageScores(test=scores(value), val=scores(value), parameters=parameters, best_epoch=1, no_change=no_change)
+
+
+def run(cube: float, baseline: float) -> SeedRun:
+    return SeedRun(stages={"dialogue": stage(0.1), "advanced": stage(cube, 5217, no_change=cube < 0.55)},
+                   baselines={name: BaselineScores(test=scores(baseline), val=scores(baseline), parameters=10,
+                                                   tuning="none") for name in BASELINES}, test_pairs={})
 
 
 def test_summary_is_the_mean_and_sample_standard_deviation_over_seeds():

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cube.config import to_plain
 from harness import paths
 from harness.config import GateConfig, Params
 from harness.measure import peer_probe
@@ -61,7 +62,6 @@ from harness.store.results import (
     read_seed_runs,
 )
 
-QUALITY_TOLERANCE = {"cosine": "cosine_drop", "recall@1": "recall_drop", "mrr": "mrr_drop"}
 FAMILY_ERROR = 0.05  # chance that an unchanged recipe fails any quality check, split evenly over the checks
 GATED_MEMORY = ("tensor_peak_mib", "cuda_max_allocated_mib")  # exact or allocator counts, not the host's resident peak
 SPLIT_SECTIONS = ("seed", "data", "teacher")  # equal in both runs: the same test pairs, comparable pair by pair
@@ -90,14 +90,15 @@ class Check:
 # ---------------------------------------------------------------- what a run is gated on
 
 
-def snapshot(evaluation: Evaluation, seed_runs: dict[str, SeedRun], bench: Bench) -> RunSnapshot:
-    """The gated figures of one run: per-kind metrics (quality as the mean over seeds), and each stage's per-pair
-    test scores under every seed."""
+def snapshot(evaluation: Evaluation, seed_runs: dict[str, SeedRun], bench: Bench,
+             gated: tuple[str, ...]) -> RunSnapshot:
+    """The gated figures of one run: per-kind metrics (quality as the mean over seeds, for each ``gated`` measure),
+    and each stage's per-pair test scores under every seed."""
     seeds = sorted(seed_runs, key=int)
     models = evaluation.summary.models
     metrics: dict[str, GatedFigure] = {}
     for stage, scores in evaluation.stages.items():
-        for measure in QUALITY_TOLERANCE:
+        for measure in gated:
             metrics[f"{stage}.test.{measure}"] = GatedFigure(kind="quality",
                                                             value=models[cube_model(stage)].test[measure].mean)
         metrics[f"{stage}.parameters"] = GatedFigure(kind="exact", value=scores.parameters)
@@ -115,7 +116,7 @@ def snapshot(evaluation: Evaluation, seed_runs: dict[str, SeedRun], bench: Bench
                 metrics[f"memory.{row.phase}.batch{row.batch_size}.{measured}"] = GatedFigure(
                     kind="memory", value=getattr(row, measured))
     pairs = {stage: {measure: [seed_runs[seed].test_pairs[cube_model(stage)][measure] for seed in seeds]
-                     for measure in QUALITY_TOLERANCE} for stage in evaluation.stages}
+                     for measure in gated} for stage in evaluation.stages}
     return RunSnapshot(metrics=metrics, seeds=[int(seed) for seed in seeds], pairs=pairs,
                        machine=bench.doctor.cpu.fingerprint())
 
@@ -134,7 +135,7 @@ def judge_quality(metric: str, baseline: float, current: float, baseline_pairs: 
     """A stage's test measure over every seed against the baseline's; ``checks``: how many quality checks the
     gate makes, over which the family's error is split."""
     measure = metric.rsplit(".", 1)[-1]
-    tolerance = getattr(gate, QUALITY_TOLERANCE[measure])
+    tolerance = gate.quality_drops[measure]
     drop = baseline - current
     comparable = (baseline_pairs is not None and current_pairs is not None
                   and [len(r) for r in baseline_pairs] == [len(r) for r in current_pairs])
@@ -193,9 +194,16 @@ def compare(baseline: RunSnapshot, current: RunSnapshot, gate: GateConfig, param
     checks = []
     other_machine = machine_differences(baseline.machine, current.machine)
     same_seeds = baseline.seeds == current.seeds
-    quality = sum(figure.kind == "quality" for figure in baseline.metrics.values())
+    def ungated(metric: str, figure: GatedFigure) -> bool:
+        return figure.kind == "quality" and metric.rsplit(".", 1)[-1] not in gate.quality_drops
+
+    quality = sum(figure.kind == "quality" and not ungated(m, figure) for m, figure in baseline.metrics.items())
     for metric, recorded in baseline.metrics.items():
         now = current.metrics.get(metric)
+        if ungated(metric, recorded):
+            checks.append(Check(metric, recorded.kind, recorded.value, now and now.value, NOT_GATED,
+                                "gate.quality_drops does not list this measure"))
+            continue
         if now is None:
             checks.append(Check(metric, recorded.kind, recorded.value, None, MISSING))
             continue
@@ -371,7 +379,7 @@ def current_snapshot(params: Params) -> RunSnapshot:
     except (SchemaError, json.JSONDecodeError) as error:
         raise GateError(f"{paths.EVALUATE_SEEDS} cannot be read ({str(error)[:500]}); rerun `dvc repro`") from None
     try:
-        return snapshot(evaluation, seed_runs, bench)
+        return snapshot(evaluation, seed_runs, bench, tuple(params.gate.quality_drops))
     except KeyError as missing:
         raise GateError(f"{paths.METRICS}/ lacks {missing} (written by an older version of the pipeline?); run "
                         "`dvc repro` first") from None
@@ -423,7 +431,7 @@ def run_gate(params: Params, baseline_path: Path | None = None, profile: str = "
         checks = compare(recorded, current, params.gate, bool(differences), same_split)
         if remeasure:
             checks = confirm_speed(checks, recorded, params.gate, lambda: peer_probe.measure(params))
-            settings = recorded.params.get("cube") or params.to_dict()["cube"]  # the baseline's cube, timed both ways
+            settings = recorded.params.get("cube") or to_plain(params.cube)  # the baseline's cube, timed both ways
             dim = _read(paths.BENCH_METRICS, Bench).dim
             code_checks, why = revision_checks(
                 recorded, params.gate, lambda rev: measure_revision(params, settings, dim, code_repo, rev))

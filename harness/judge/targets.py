@@ -16,8 +16,8 @@ from harness.store.results import BenchRow, SpeedVerdict, ratio_key
 
 # The quality target: the chosen stage significantly better than each of these baselines on these measures.
 QUALITY_TARGET: dict[str, tuple[str, ...]] = {
-    name: ("recall@1", "mrr", "cosine") if name in ("identity", "ridge") else ("recall@1", "mrr")
-    for name in ("identity", "mean answer", "ridge", "procrustes", rivals.LINEAR, "mlp")}
+    name: ("recall@1", "mrr", "cosine") if name in (rivals.IDENTITY, rivals.RIDGE) else ("recall@1", "mrr")
+    for name in (rivals.IDENTITY, rivals.MEAN_ANSWER, rivals.RIDGE, rivals.PROCRUSTES, rivals.LINEAR, rivals.MLP)}
 
 TARGET_BATCH = 8192  # the absolute GPU targets' batch size (the bench adds it to its sweep on a GPU)
 GiB = 2**30

@@ -36,9 +36,9 @@ def diagnose(requested: str, probe: CudaProbe | None = None) -> Doctor:
 def cpu_found() -> CpuFound:
     """The CPU and the numerics in force: what the machine fingerprint of a speed figure is made of."""
     found = numerics.describe()
-    return CpuFound(model=found["cpu_model"], logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                    memory_total_gib=psutil.virtual_memory().total / 2**30, flags=found["cpu_flags"],
-                    numerics=found["mode"], pins=found["pins"], torch_cpu_capability=found["torch_cpu_capability"])
+    return CpuFound(model=found.cpu_model, logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                    memory_total_gib=psutil.virtual_memory().total / 2**30, flags=found.cpu_flags,
+                    numerics=found.mode, pins=found.pins, torch_cpu_capability=found.torch_cpu_capability)
 
 
 def format_report(found: Doctor) -> str:

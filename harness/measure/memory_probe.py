@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from harness.measure import probe_entry
 from harness.measure.phases import PHASES
 
 STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
@@ -51,15 +51,16 @@ def measure(params_path: Path, phase: str, batch: int) -> dict[str, Any]:
     return {"peak_increase_mib": (_resident_kib("VmHWM") - before) / 1024}
 
 
-def probe(params_path: Path, phase: str, batch: int) -> dict[str, Any]:
-    """Run the probe in a fresh process; a platform without /proc gets the reason instead of a figure."""
+def probe(params_path: Path, phase: str, batch: int) -> float | None:
+    """The phase's peak increase of resident memory in MiB, measured in a fresh process; None on a platform without
+    /proc/self/clear_refs."""
     if not CLEAR_REFS.exists():
-        return {"peak_increase_mib": None, "note": "no /proc/self/clear_refs on this platform"}
-    result = subprocess.run([sys.executable, "-m", "harness", "memory-probe", "--params", str(params_path), "--phase",
-                             phase, "--batch", str(batch)], capture_output=True, text=True, check=False)
+        return None
+    result = subprocess.run(probe_entry.command("memory", "--params", str(params_path), "--phase", phase, "--batch",
+                                                str(batch)), capture_output=True, text=True, check=False)
     if result.returncode:
         raise RuntimeError(f"memory probe of {phase} at batch {batch} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_increase_mib"]  # the probe's line, parsed here
 
 
 def main(argv: list[str] | None = None) -> int:

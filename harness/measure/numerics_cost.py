@@ -12,6 +12,7 @@ from typing import Any
 
 import cube
 from cube import numerics
+from cube.config import to_plain
 from harness.config import Params
 from harness.measure.alternating import Contender, ratios, time_alternating
 from harness.measure.phases import PHASES
@@ -36,7 +37,7 @@ def measure_numerics_cost(params: Params, dim: int, device: str) -> dict[str, An
     points = [(phase, batch) for batch in bench.numerics_batch_sizes for phase in PHASES]
     times = time_alternating(Contender("portable", CODE, numerics.environment("portable")),
                              Contender("native", CODE, numerics.environment("native")),
-                             dim, params.to_dict()["cube"], points, bench.numerics_rounds, seed=params.seed,
+                             dim, to_plain(params.cube), points, bench.numerics_rounds, seed=params.seed,
                              warmup=bench.warmup, desc="bench: portable against native numerics")
     found = ratios(times, own="portable", other="native")
     return {"measured": True, "rounds": bench.numerics_rounds, "in_force": numerics.in_force(),

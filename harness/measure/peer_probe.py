@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from harness.config import Params, load_params
+from harness.measure import probe_entry
 from harness.stats.paired import RatioEstimate
 
 
@@ -39,8 +39,8 @@ def measure(params: Params) -> dict[str, RatioEstimate]:
 
 def probe(params_path: Path) -> dict[str, RatioEstimate]:
     """The independent peers' speed ratios, measured by a fresh Python process."""
-    result = subprocess.run([sys.executable, "-m", "harness", "peer-probe", "--params", str(params_path)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(probe_entry.command("peers", "--params", str(params_path)), capture_output=True,
+                            text=True, check=False)
     if result.returncode:
         raise RuntimeError(f"peer probe failed:\n{result.stderr[-2000:]}")
     found = json.loads(result.stdout.strip().splitlines()[-1])

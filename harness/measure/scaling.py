@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch
 from cube.config import CubeConfig
 from cube.lattice import CubeLattice
 from harness.measure.trackers import cuda_memory, saved_activation_bytes, time_calls
+from harness.store.results import Exponents, Scaling, ScalingBlock, ScalingRow
 
 
 def fitted_exponent(xs: list[float], ys: list[float]) -> float | None:
@@ -30,7 +31,8 @@ def fitted_exponent(xs: list[float], ys: list[float]) -> float | None:
     return 0.0 if abs(slope) < 1e-9 else float(slope)  # a flat series reads 0, not least-squares round-off (-0.00)
 
 
-def measure_point(config: CubeConfig, batch: int, device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:
+def measure_point(config: CubeConfig, batch: int, device: torch.device, warmup: int, repeats: int,
+                  side: int | None = None) -> ScalingRow:
     """One training forward+backward of the bare lattice: time and memory per sample."""
     lattice = CubeLattice(config.lattice, config.state_channels, config.hidden, config.steps, config.boundary,
                           config.position_code, config.activation_checkpointing).to(device)
@@ -42,43 +44,35 @@ def measure_point(config: CubeConfig, batch: int, device: torch.device, warmup: 
 
     times = time_calls(step, device, warmup, repeats)
     saved = saved_activation_bytes(lambda: lattice(values))
-    row = {
-        "lattice": list(config.lattice), "cells": math.prod(config.lattice), "steps": config.steps,
-        "activation_checkpointing": config.activation_checkpointing, "batch_size": batch,
-        "ms_per_sample": 1e3 * statistics.median(times) / batch,
-        "saved_mib_per_sample": saved / batch / 2**20,
-    }
+    on_gpu = {}
     if device.type == "cuda":  # the CUDA allocator's peak is exact per step; process RSS on CPU is not (see below)
         with cuda_memory(device) as gpu:
             step()
-        row["cuda_peak_increase_mib_per_sample"] = gpu["cuda_allocated_increase_mib"] / batch
-    return row
+        on_gpu = {"cuda_peak_increase_mib_per_sample": gpu["cuda_allocated_increase_mib"] / batch}
+    return ScalingRow(lattice=list(config.lattice), **({"side": side} if side is not None else {}),
+                      cells=math.prod(config.lattice), steps=config.steps,
+                      activation_checkpointing=config.activation_checkpointing, batch_size=batch,
+                      ms_per_sample=1e3 * statistics.median(times) / batch,
+                      saved_mib_per_sample=saved / batch / 2**20, **on_gpu)
 
 
-def _fits(rows: list[dict[str, Any]], x_key: str) -> dict[str, float | None]:
-    xs = [float(r[x_key]) for r in rows]
-    fits = {
-        "time": fitted_exponent(xs, [r["ms_per_sample"] for r in rows]),
-        "saved_memory": fitted_exponent(xs, [r["saved_mib_per_sample"] for r in rows]),
-    }
-    if "cuda_peak_increase_mib_per_sample" in rows[0]:
-        fits["cuda_peak_memory"] = fitted_exponent(xs, [r["cuda_peak_increase_mib_per_sample"] for r in rows])
-    return fits
+def _fits(rows: list[ScalingRow], along: Callable[[ScalingRow], float]) -> Exponents:
+    xs = [float(along(r)) for r in rows]
+    cuda = [r.cuda_peak_increase_mib_per_sample for r in rows]
+    return Exponents(time=fitted_exponent(xs, [r.ms_per_sample for r in rows]),
+                     saved_memory=fitted_exponent(xs, [r.saved_mib_per_sample for r in rows]),
+                     **({"cuda_peak_memory": fitted_exponent(xs, cuda)} if cuda[0] is not None else {}))
 
 
 def run_scaling(base: CubeConfig, sides: tuple[int, ...], steps: tuple[int, ...], batch: int,
-                device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:
+                device: torch.device, warmup: int, repeats: int) -> Scaling:
     """Sweep a cubic lattice's side at the configured steps, and the steps (checkpointing off and on) at the lattice."""
-    by_side = [measure_point(replace(base, lattice=(s, s, s)), batch, device, warmup, repeats) for s in sides]
-    for row, side in zip(by_side, sides):
-        row["side"] = side
+    by_side = [measure_point(replace(base, lattice=(s, s, s)), batch, device, warmup, repeats, side=s) for s in sides]
     by_steps = {
         label: [measure_point(replace(base, steps=t, activation_checkpointing=flag), batch, device, warmup, repeats)
                 for t in steps]
         for label, flag in (("plain", False), ("checkpointed", True))
     }
-    return {
-        "batch_size": batch,
-        "by_side": {"rows": by_side, "exponent": _fits(by_side, "side")},
-        "by_steps": {label: {"rows": rows, "exponent": _fits(rows, "steps")} for label, rows in by_steps.items()},
-    }
+    return Scaling(batch_size=batch, by_side=ScalingBlock(rows=by_side, exponent=_fits(by_side, lambda r: r.side)),
+                   by_steps={label: ScalingBlock(rows=rows, exponent=_fits(rows, lambda r: r.steps))
+                             for label, rows in by_steps.items()})

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from cube import atomic  # noqa: E402
 from harness.stats.paired import PairedDifference  # noqa: E402
-from harness.store.results import Bench, ModelSummary, Scaling, ScalingRow  # noqa: E402
+from harness.store.results import Bench, Exponents, ModelSummary, Scaling, ScalingRow  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -119,21 +119,22 @@ def scaling(scaling_result: Scaling, device: str, path: Path) -> None:
     """Log-log: time and memory per sample against lattice side, and against propagation steps."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     side_rows, fits = scaling_result.by_side.rows, scaling_result.by_side.exponent
-    series: list[tuple[Callable[[ScalingRow], Any], str, str]] = [
-        (lambda r: r.ms_per_sample, "time (ms)", "time"),
-        (lambda r: r.saved_mib_per_sample, "saved for backward (MiB)", "saved_memory")]
+    series: list[tuple[Callable[[ScalingRow], Any], str, Callable[[Exponents], float | None]]] = [
+        (lambda r: r.ms_per_sample, "time (ms)", lambda e: e.time),
+        (lambda r: r.saved_mib_per_sample, "saved for backward (MiB)", lambda e: e.saved_memory)]
     if side_rows[0].cuda_peak_increase_mib_per_sample is not None:
-        series.append((lambda r: r.cuda_peak_increase_mib_per_sample, "CUDA peak allocated (MiB)", "cuda_peak_memory"))
+        series.append((lambda r: r.cuda_peak_increase_mib_per_sample, "CUDA peak allocated (MiB)",
+                       lambda e: e.cuda_peak_memory))
     for value, label, fit in series:
         axes[0].plot([r.side for r in side_rows], [value(r) for r in side_rows], marker="o",
-                     label=f"{label}, exponent {_exponent(fits[fit])}")
+                     label=f"{label}, exponent {_exponent(fit(fits))}")
     axes[0].set(title="per sample against lattice side (cells = side³)", xlabel="lattice side")
     for name in ("plain", "checkpointed"):
         rows, fits = scaling_result.by_steps[name].rows, scaling_result.by_steps[name].exponent
         for value, label, fit in series[:2]:
             axes[1].plot([r.steps for r in rows], [value(r) for r in rows], marker="o",
                          linestyle="-" if name == "plain" else "--",
-                         label=f"{label}, {name}, exponent {_exponent(fits[fit])}")
+                         label=f"{label}, {name}, exponent {_exponent(fit(fits))}")
     axes[1].set(title="per sample against propagation steps", xlabel="steps")
     for axis in axes:
         axis.set(xscale="log", yscale="log")

@@ -13,8 +13,9 @@ import jinja2
 from cube import atomic
 from cube.checkpoint import SIDECAR
 from cube.device import choose_device
-from cube.metrics import CSLS_PER_PAIR, SUMMARISED
-from cube.rivals import LEGACY, LINEAR, SWEPT
+from cube.measures import CSLS_PER_PAIR, SUMMARISED
+from cube.numerics import NumericsInForce
+from cube.rivals import IDENTITY, LEGACY, LINEAR, MEAN_ANSWER, MLP, SWEPT
 from cube.rivals import names as baseline_names
 from cube.tasks import TASKS
 from harness import paths
@@ -24,7 +25,7 @@ from harness.render import plots
 from harness.render.tables import markdown_table
 from harness.stats import paired
 from harness.stats.paired import PairedDifference
-from harness.store.provenance import provenance
+from harness.store.provenance import Provenance, provenance
 from harness.store.results import (
     CUBE_PREFIX,
     OWN,
@@ -32,6 +33,7 @@ from harness.store.results import (
     DataCard,
     Doctor,
     Evaluation,
+    Exponents,
     MeanStd,
     ModelSummary,
     NumericsCost,
@@ -129,12 +131,12 @@ def detectable_lines(comparisons: dict[str, dict[str, PairedDifference]], test_p
     """How small a difference this test split can tell from noise, and how many pairs a 0.02 MRR would need."""
     out = []
     for measure in ("mrr", "recall@1"):
-        found = [m[measure] for name, m in comparisons.items() if name in targets and name != "mean answer"]
+        found = [m[measure] for name, m in comparisons.items() if name in targets and name != MEAN_ANSWER]
         if not found:
             continue
         low, high = min(d.detectable for d in found), max(d.detectable for d in found)
         out.append(f"{measure} differences of {low:.3f} to {high:.3f}")
-    mrr = [m["mrr"] for name, m in comparisons.items() if name in targets and name != "mean answer"]
+    mrr = [m["mrr"] for name, m in comparisons.items() if name in targets and name != MEAN_ANSWER]
     needed = sorted(paired.pairs_needed(d, DETECT) for d in mrr)
     text = (f"**What this evaluation can decide.** With {test_pairs:,} test pairs it detects (80% power, 5% level), "
             f"against the non-trivial baselines, " + " and ".join(out) + ". Smaller true differences usually come out "
@@ -151,7 +153,7 @@ def legacy_line(evaluation: Evaluation) -> str:
     models = evaluation.summary.models
     if LEGACY not in models:
         return ""
-    legacy, identity = models[LEGACY].test["mrr"].mean, models["identity"].test["mrr"].mean
+    legacy, identity = models[LEGACY].test["mrr"].mean, models[IDENTITY].test["mrr"].mean
     return (f"The earlier system's fixed processor, {LEGACY.removeprefix('legacy ')}, scores test MRR {legacy:.4f} "
             f"against identity's {identity:.4f}; it is a near-identity map, so it is left out of the tables "
             "(its figures are in `metrics/evaluate.json`).")
@@ -171,13 +173,13 @@ class ReportInputs:
     bench: Bench
     trained: dict[str, TrainSummary]
     drills: Reliability
-    origin: dict[str, Any]
+    origin: Provenance
     seed: int
 
 
 TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), undefined=jinja2.StrictUndefined,
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-HEADLINE_RIVALS = ("identity", LINEAR, "mlp")  # no training; the simplest trained map; the strongest small one
+HEADLINE_RIVALS = (IDENTITY, LINEAR, MLP)  # no training; the simplest trained map; the strongest small one
 MEMORY_LABELS = {
     "tensor_peak_mib": "tensors alive at once, at most (MiB, counted exactly; gated)",
     "host_peak_increase_mib": "host memory the phase needs (MiB, own process; moves between runs, not gated)",
@@ -234,7 +236,7 @@ def _page(inputs: ReportInputs) -> dict[str, Any]:
     slow = [n for kind in RELIABILITY_KINDS if kinds[kind] for n in kinds[kind].left_to_make_test]
     return {
         "card": card, "task": TASKS[card.task], "ev": ev, "bench": bench, "seed": seed, "stage": stage, "cube": cube,
-        "mlp": models.get("mlp"), "trained": inputs.trained, "drills": inputs.drills, "work": bench.work_per_sample,
+        "mlp": models.get(MLP), "trained": inputs.trained, "drills": inputs.drills, "work": bench.work_per_sample,
         "scaling": bench.scaling, "forward_line": bench.roofline.forward,
         "verdicts": "\n".join(target_lines(comparisons, stage, ev.target.missed, ev.target.required)),
         "detectable": detectable_lines(comparisons, ev.test_pairs, list(ev.target.required))[0],
@@ -284,26 +286,26 @@ def _rivals_table(comparisons: dict[str, dict[str, PairedDifference]], models: d
 RECOMPUTES_ON = {"portable": "any x86-64 CPU with AVX2", "native": "this kind of CPU only"}  # where figures recompute
 
 
-def _numerics_rows(found: dict[str, Any]) -> list[list[Any]]:
-    pins = ", ".join(f"`{name}={value}`" for name, value in found["pins"].items()) or "none (each library chooses)"
+def _numerics_rows(found: NumericsInForce) -> list[list[Any]]:
+    pins = ", ".join(f"`{name}={value}`" for name, value in found.pins.items()) or "none (each library chooses)"
     words = (f"portable: torch's CPU code paths pinned, so these figures recompute to the bit on "
-             f"{RECOMPUTES_ON['portable']}" if found["mode"] == "portable" else
+             f"{RECOMPUTES_ON['portable']}" if found.mode == "portable" else
              f"native: this CPU's own code paths; the figures reproduce on {RECOMPUTES_ON['native']}")
-    return [["numerics", words], ["pins in force", pins], ["torch CPU capability", found["torch_cpu_capability"]],
-            ["CPU model", found["cpu_model"]], ["CPU flags that decide the code paths", " ".join(found["cpu_flags"])],
-            ["GPU numerics", found["gpu"]]]
+    return [["numerics", words], ["pins in force", pins], ["torch CPU capability", found.torch_cpu_capability],
+            ["CPU model", found.cpu_model], ["CPU flags that decide the code paths", " ".join(found.cpu_flags)],
+            ["GPU numerics", found.gpu]]
 
 
-def _provenance_table(origin: dict[str, Any]) -> str:
+def _provenance_table(origin: Provenance) -> str:
     return markdown_table(["item", "value"], [
-        ["git revision", origin["git_revision"]], ["params hash (sha256)", origin["params_hash"]],
-        ["seed", origin["seed"]],
-        ["deterministic algorithms (train.deterministic)", "on" if origin["deterministic_algorithms"] else "off"],
-        ["device", origin["device"]], ["why this device", origin["device_reason"]],
-        ["cpu threads", origin["cpu_threads"]],
-        *_numerics_rows(origin["numerics"]),
-        *[[name, version] for name, version in origin["libraries"].items()],
-        ["written at (UTC)", origin["written_at"]],
+        ["git revision", origin.git_revision], ["params hash (sha256)", origin.params_hash],
+        ["seed", origin.seed],
+        ["deterministic algorithms (train.deterministic)", "on" if origin.deterministic_algorithms else "off"],
+        ["device", origin.device], ["why this device", origin.device_reason],
+        ["cpu threads", origin.cpu_threads],
+        *_numerics_rows(origin.numerics),
+        *[[name, version] for name, version in origin.libraries.items()],
+        ["written at (UTC)", origin.written_at],
     ])
 
 
@@ -493,9 +495,9 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _exponents(fits: dict[str, float | None]) -> str:
-    text = f"time {_fmt(fits['time'])}, saved memory {_fmt(fits['saved_memory'])}"
-    return text + (f", CUDA peak memory {_fmt(fits['cuda_peak_memory'])}" if "cuda_peak_memory" in fits else "")
+def _exponents(fits: Exponents) -> str:
+    text = f"time {_fmt(fits.time)}, saved memory {_fmt(fits.saved_memory)}"
+    return text + (f", CUDA peak memory {_fmt(fits.cuda_peak_memory)}" if fits.cuda_peak_memory is not None else "")
 
 
 def _scaling_table(block: list[ScalingRow]) -> str:

@@ -15,19 +15,20 @@ from pathlib import Path
 from typing import TypeVar
 
 from cube import atomic
-from cube.rivals import LINEAR
+from cube.rivals import IDENTITY, LINEAR, MLP, PROCRUSTES, RIDGE
 from cube.rivals import names as baseline_names
 from cube.tasks import TASKS
 from harness import paths
 from harness.render.report import RECOMPUTES_ON, compared_measures, detectable_lines
 from harness.render.tables import markdown_table
+from harness.store.curves import LearningCurve
 from harness.store.results import Bench, DataCardSummary, Evaluation, ProfileRun, cube_model, read_result
 
 RUNS = {"dialogue (default run)": paths.REPO / "metrics", "translation": paths.REPO / "reports" / "translation",
         "translation, the cube's settings chosen by a validation sweep": paths.REPO / "reports" / "translation_tuned",
         "reverse dictionary": paths.REPO / "reports" / "reverse_dictionary"}
 SWEEPS = {"translation_tuned": ("profiles/translation_tuned.yaml", "reports/translation/sweep.md")}
-SHOWN = ("identity", "ridge", "procrustes", LINEAR, "mlp")  # the like-for-like rivals the issue of headroom is about
+SHOWN = (IDENTITY, RIDGE, PROCRUSTES, LINEAR, MLP)  # the like-for-like rivals the issue of headroom is about
 
 
 class StaleRun(ValueError):
@@ -52,7 +53,7 @@ def share_of_gain(evaluation: Evaluation, rival: str = LINEAR, measure: str = "m
     """(cube - identity) / (rival - identity) on the mean over seeds: how much of a rival's gain the cube captures."""
     models = evaluation.summary.models
     cube = models[cube_model(evaluation.chosen_stage)].test[measure].mean
-    base, theirs = models["identity"].test[measure].mean, models[rival].test[measure].mean
+    base, theirs = models[IDENTITY].test[measure].mean, models[rival].test[measure].mean
     return None if theirs == base else (cube - base) / (theirs - base)
 
 
@@ -113,8 +114,8 @@ def section(title: str, folder: Path) -> list[str]:
     out += [f"Cube ({stage}, chosen on validation MRR) minus each baseline, paired over the test pairs and seeds:", "",
             markdown_table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), ""]
     share = share_of_gain(evaluation)
-    gain = models[LINEAR].test["mrr"].mean - models["identity"].test["mrr"].mean
-    resolution = comparisons["identity"]["mrr"].detectable if "identity" in comparisons else None
+    gain = models[LINEAR].test["mrr"].mean - models[IDENTITY].test["mrr"].mean
+    resolution = comparisons[IDENTITY]["mrr"].detectable if IDENTITY in comparisons else None
     if share is not None and resolution is not None and abs(gain) < resolution:
         out += [f"The contrastive linear map gains {gain:+.4f} MRR over identity, less than this split can detect "
                 f"({resolution:.4f}): there is no gain to take a share of.", ""]
@@ -127,18 +128,16 @@ def section(title: str, folder: Path) -> list[str]:
 
 
 def curve_section(path: Path) -> list[str]:
-    curve = json.loads(path.read_text(encoding="utf-8"))
-    rows = []
-    for model, by_size in curve["models"].items():
-        rows.append([model, by_size[str(curve["sizes"][0])]["parameters"], *[
-            f"{by_size[str(s)]['gain mrr']['mean']:+.4f} [{by_size[str(s)]['gain mrr']['low']:+.4f}, "
-            f"{by_size[str(s)]['gain mrr']['high']:+.4f}]" for s in curve["sizes"]]])
+    curve = read_result(path, LearningCurve)
+    rows = [[model, curve.parameters(model), *[f"{at.gain['mrr'].mean:+.4f} [{at.gain['mrr'].low:+.4f}, "
+                                                f"{at.gain['mrr'].high:+.4f}]" for at in points]]
+            for model, points in curve.models.items()]
     return ["## Learning curve (translation)", "",
-            f"Test MRR gain over identity ({curve['identity']['mrr']:.4f}) against training pairs, "
-            f"{curve['test_pairs']:,} test pairs, seeds {', '.join(map(str, curve['seeds']))}; "
+            f"Test MRR gain over identity ({curve.identity['mrr']:.4f}) against training pairs, "
+            f"{curve.test_pairs:,} test pairs, seeds {', '.join(map(str, curve.seeds))}; "
             "details in `reports/learning_curve/learning_curve.md`.", "",
             "![learning curve](learning_curve/learning_curve.png)", "",
-            markdown_table(["model", "parameters", *[f"{s:,} pairs" for s in curve["sizes"]]], rows), ""]
+            markdown_table(["model", "parameters", *[f"{s:,} pairs" for s in curve.sizes]], rows), ""]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,8 +44,7 @@ def with_host_memory(params_file: Path, rows: list[BenchRow]) -> list[BenchRow]:
     for row in tqdm(rows, desc="bench: host memory per phase", unit="phase"):
         found = memory_probe.probe(params_file, row.phase, row.batch_size)
         # validated again, not copied: the probe's figure is checked against the row's schema like the others
-        measured.append(BenchRow.model_validate(row.model_dump(exclude_unset=True)
-                                                | {"host_peak_increase_mib": found["peak_increase_mib"]}))
+        measured.append(BenchRow.model_validate(row.model_dump(exclude_unset=True) | {"host_peak_increase_mib": found}))
     return measured
 
 

@@ -20,7 +20,8 @@ from cube import atomic, baselines, rivals
 from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.device import choose_device, set_determinism
 from cube.embedded import EmbeddedData, EmbeddedSplit
-from cube.metrics import CSLS_PER_PAIR, SUMMARISED, NonFinitePredictions
+from cube.measures import CSLS_PER_PAIR, SUMMARISED
+from cube.metrics import NonFinitePredictions
 from cube.processor import EmbeddingProcessor, Mode
 from cube.stages import BY_NAME
 from cube.tasks import TASKS
@@ -32,11 +33,16 @@ from harness.stats import paired
 from harness.store.embedded import embedded_for
 from harness.store.results import (
     CUBE_PREFIX,
+    BaselineScores,
     Evaluation,
     MeanStd,
     ModelSummary,
     QualityHeadline,
+    Scores,
+    SeedRun,
     SeedSummary,
+    StageScores,
+    Target,
     cube_model,
     write_result,
 )
@@ -56,7 +62,7 @@ def score_or_refuse(split: EmbeddedSplit, pred: torch.Tensor, model: str, seed: 
 
 
 def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device: torch.device, seed: int,
-                  pairs: dict[str, Any]) -> dict[str, Any]:
+                  pairs: dict[str, Any]) -> dict[str, StageScores]:
     scores, csls = {}, TASKS[params.data.task].csls
     for stage in paths.STAGES:
         checkpoint = load_checkpoint(checkpoints / stage)
@@ -67,56 +73,54 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
         name = f"stage {stage!r} ({checkpoints / stage})"
         predicted = predict(model, data.test.questions, device)
         test, pairs[cube_model(stage)] = score_or_refuse(data.test, predicted, name, seed, csls)
-        scores[stage] = {
-            "test": test,
-            "val": score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed, csls)[0],
-            "parameters": model.parameter_count(),
-            "best_epoch": checkpoint.meta["best_epoch"],
-            "no_change": checkpoint.meta["best_epoch"] == 0 and BY_NAME[stage].previous is not None,
-        }
+        val = score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed, csls)[0]
+        best_epoch = checkpoint.meta["best_epoch"]  # the checkpoint's sidecar, as cube/checkpoint.py writes it
+        scores[stage] = StageScores(test=Scores.model_validate(test), val=Scores.model_validate(val),
+                                    parameters=model.parameter_count(), best_epoch=best_epoch,
+                                    no_change=best_epoch == 0 and BY_NAME[stage].previous is not None)
     return scores
 
 
 def _baseline_scores(params: Params, data: EmbeddedData, seed: int, device: torch.device,
-                     pairs: dict[str, Any]) -> dict[str, Any]:
+                     pairs: dict[str, Any]) -> dict[str, BaselineScores]:
     scores, csls = {}, TASKS[params.data.task].csls
     for baseline in baselines.fit_all(data, seed, params.baselines, params.train, device):
         with torch.no_grad():
             name = f"baseline {baseline.name!r}"
             test, pairs[baseline.name] = score_or_refuse(data.test, baseline.predict(data.test.questions), name, seed,
                                                          csls)
-            scores[baseline.name] = {
-                "test": test,
-                "val": score_or_refuse(data.val, baseline.predict(data.val.questions), name, seed, csls)[0],
-                "parameters": baseline.parameters,
-                "note": baseline.note,
-                "tuning": baseline.tuning,
-                "stages": baseline.stages,
-            }
+            val = score_or_refuse(data.val, baseline.predict(data.val.questions), name, seed, csls)[0]
+            scores[baseline.name] = BaselineScores(test=Scores.model_validate(test), val=Scores.model_validate(val),
+                                                   parameters=baseline.parameters, note=baseline.note,
+                                                   tuning=baseline.tuning, stages=baseline.stages)
     return scores
 
 
-def summarise(runs: dict[str, dict[str, Any]]) -> SeedSummary:
+def summarise(runs: dict[str, SeedRun]) -> SeedSummary:
     """Mean and sample standard deviation (0 for one run) of every model's scores over the seeds' runs."""
     first = next(iter(runs.values()))
-    any_model = next(iter(first["stages"].values()))
-    measures = SUMMARISED + tuple(m for m in CSLS_PER_PAIR if m in any_model["test"])
+    any_model = next(iter(first.stages.values()))
+    measures = SUMMARISED + tuple(m for m in CSLS_PER_PAIR if any_model.test.measure(m) is not None)
 
-    def spread(group: str, name: str, split: str) -> dict[str, MeanStd]:
+    def spread(scores: list[Scores]) -> dict[str, MeanStd]:
         found = {}
         for measure in measures:
-            values = [run[group][name][split][measure] for run in runs.values()]
+            values = [s.measure(measure) for s in scores]
             found[measure] = MeanStd(mean=statistics.fmean(values),
                                      std=statistics.stdev(values) if len(values) > 1 else 0.0)
         return found
 
     models: dict[str, ModelSummary] = {}
-    for group, prefix in (("stages", CUBE_PREFIX), ("baselines", "")):
-        for name in first[group]:
-            kind = ({"tuning": first[group][name].get("tuning", "none")} if group == "baselines" else
-                    {"no_change_in": [seed for seed, run in runs.items() if run[group][name].get("no_change")]})
-            models[prefix + name] = ModelSummary(group=group, parameters=first[group][name]["parameters"], **kind,
-                                                 test=spread(group, name, "test"), val=spread(group, name, "val"))
+    for name, stage in first.stages.items():
+        over_seeds = [run.stages[name] for run in runs.values()]
+        models[cube_model(name)] = ModelSummary(
+            group="stages", parameters=stage.parameters, test=spread([s.test for s in over_seeds]),
+            val=spread([s.val for s in over_seeds]),
+            no_change_in=[seed for seed, run in runs.items() if run.stages[name].no_change])
+    for name, baseline in first.baselines.items():
+        over_seeds = [run.baselines[name] for run in runs.values()]
+        models[name] = ModelSummary(group="baselines", parameters=baseline.parameters, tuning=baseline.tuning,
+                                    test=spread([s.test for s in over_seeds]), val=spread([s.val for s in over_seeds]))
     return SeedSummary(seeds=[int(seed) for seed in runs], models=models)
 
 
@@ -148,7 +152,7 @@ def write_headline(summary: SeedSummary, stage: str,
     headline = QualityHeadline.model_validate({
         "val_mrr": cube.val["mrr"].mean, "test_mrr": cube.test["mrr"].mean,
         "test_recall@1": cube.test["recall@1"].mean, "test_cosine": cube.test["cosine"].mean,
-        "mrr_minus_identity": comparisons["identity"]["mrr"].mean,
+        "mrr_minus_identity": comparisons[rivals.IDENTITY]["mrr"].mean,
         "mrr_minus_linear": comparisons[rivals.LINEAR]["mrr"].mean, "seeds": len(summary.seeds)})
     atomic.write_json(paths.QUALITY_HEADLINE, headline.model_dump(mode="json", by_alias=True))
 
@@ -162,26 +166,26 @@ def evaluate_all(params: Params) -> Evaluation:
         if not folders[seed].is_dir():
             raise FileNotFoundError(f"{folders[seed]} is missing: quality.extra_seeds lists {seed}, but the `seeds` "
                                     "stage has not trained it; run `dvc repro` (or `python -m harness seeds`) first")
-    runs, pair_scores, sizes = {}, {}, {}
+    runs: dict[str, SeedRun] = {}
+    sizes = {}
     for seed, folder in folders.items():
         data = embedded_for(params, seed)
         sizes[seed] = (len(data.test), len(data.test.candidates))
         pairs: dict[str, Any] = {}
-        runs[str(seed)] = {"stages": _stage_scores(params, data, folder, device, seed, pairs),
-                           "baselines": _baseline_scores(params, data, seed, device, pairs)}
-        pair_scores[str(seed)] = pairs
+        stages = _stage_scores(params, data, folder, device, seed, pairs)
+        runs[str(seed)] = SeedRun(stages=stages, baselines=_baseline_scores(params, data, seed, device, pairs),
+                                  test_pairs=pairs)
     own = runs[str(params.seed)]
     summary = summarise(runs)
     stage = chosen_stage(summary)
-    result: dict[str, Any] = {
-        "stages": own["stages"], "baselines": own["baselines"], "test_pairs": sizes[params.seed][0],
-        "test_candidates": sizes[params.seed][1], "resplit": params.quality.resplit, "summary": summary,
-        "chosen_stage": stage,
-        "comparisons": compare(stage, pair_scores, list(own["baselines"]), shared_pairs=not params.quality.resplit),
-    }
-    result["target"] = {"required": QUALITY_TARGET, "missed": quality_misses(result["comparisons"])}
-    write_headline(summary, stage, result["comparisons"])
-    seed_runs = {seed: run | {"test_pairs": pair_scores[seed]} for seed, run in runs.items()}
+    comparisons = compare(stage, {seed: run.test_pairs for seed, run in runs.items()}, list(own.baselines),
+                          shared_pairs=not params.quality.resplit)
+    result = Evaluation(stages=own.stages, baselines=own.baselines, test_pairs=sizes[params.seed][0],
+                        test_candidates=sizes[params.seed][1], resplit=params.quality.resplit, summary=summary,
+                        chosen_stage=stage, comparisons=comparisons,
+                        target=Target(required=QUALITY_TARGET, missed=quality_misses(comparisons)))
+    write_headline(summary, stage, comparisons)
     # every model's per-pair scores under every seed: hundreds of thousands of numbers, so one line, not indented
+    seed_runs = {seed: run.model_dump(mode="json", by_alias=True, exclude_unset=True) for seed, run in runs.items()}
     atomic.write_text(paths.EVALUATE_SEEDS, json.dumps(seed_runs, separators=(",", ":"), sort_keys=True) + "\n")
     return write_result(paths.EVALUATE_METRICS, result, Evaluation)

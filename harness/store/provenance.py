@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import torch
 
@@ -41,16 +41,24 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def provenance(params: Params, device: DeviceChoice) -> dict[str, Any]:
-    return {
-        "git_revision": git_revision(),
-        "params_hash": params.params_hash(),
-        "seed": params.seed,
-        "deterministic_algorithms": params.train.deterministic,
-        "device": str(device.device),
-        "device_reason": device.reason,
-        "cpu_threads": torch.get_num_threads(),
-        "numerics": numerics.describe(),
-        "libraries": library_versions(),
-        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+@dataclass(frozen=True)
+class Provenance:
+    """Where a report's figures come from: code, params, seed, device, numerics, libraries, when."""
+
+    git_revision: str
+    params_hash: str
+    seed: int
+    deterministic_algorithms: bool
+    device: str
+    device_reason: str
+    cpu_threads: int
+    numerics: numerics.NumericsInForce
+    libraries: dict[str, str]
+    written_at: str
+
+
+def provenance(params: Params, device: DeviceChoice) -> Provenance:
+    return Provenance(git_revision=git_revision(), params_hash=params.params_hash(), seed=params.seed,
+                      deterministic_algorithms=params.train.deterministic, device=str(device.device),
+                      device_reason=device.reason, cpu_threads=torch.get_num_threads(), numerics=numerics.describe(),
+                      libraries=library_versions(), written_at=datetime.now(UTC).isoformat(timespec="seconds"))

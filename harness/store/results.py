@@ -313,9 +313,17 @@ class ScalingRow(Strict):
     cuda_peak_increase_mib_per_sample: Number | None = None
 
 
+class Exponents(Strict):
+    """Fitted exponents of a sweep (y ~ x^exponent): None with fewer than two usable points."""
+
+    time: Number | None
+    saved_memory: Number | None
+    cuda_peak_memory: Number | None = None  # on a GPU only
+
+
 class ScalingBlock(Strict):
     rows: list[ScalingRow]
-    exponent: dict[str, Number | None]
+    exponent: Exponents
 
 
 class Scaling(Strict):
@@ -524,8 +532,8 @@ def write_result(path: Path, result: R | dict[str, Any], kind: type[R]) -> R:
     if isinstance(result, dict):
         result = as_result(kind, result, f"{path} (being written)")
     # the fields given, no defaults added: a CPU run's rows keep no CUDA columns
-    atomic.write_json(path, result.model_dump(mode="json", by_alias=True, exclude_unset=True) | {
-        "schema_version": result.schema_version}, sort_keys=False)
+    atomic.write_json(path, {"schema_version": result.schema_version}  # first, however the result was made
+                      | result.model_dump(mode="json", by_alias=True, exclude_unset=True), sort_keys=False)
     return result
 
 

@@ -34,6 +34,7 @@ from cube.processor import EmbeddingProcessor, Mode
 from cube.trainer import CubeTrainer, predict
 from harness.config import Params
 from harness.stats import paired
+from harness.stats.paired import PairedDifference
 from harness.workflows.learning_curve import ABLATION_PLAN, curve_params, subset
 from harness.workflows.profile import ROOT
 
@@ -97,7 +98,7 @@ class Row:
     kind: str  # design | probe | reference
     note: str
     runs: list[Run]
-    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comparisons: dict[str, PairedDifference] = field(default_factory=dict)  # against -> this row minus it
 
     @property
     def parameters(self) -> int:
@@ -207,11 +208,11 @@ def run(plan: Plan, only: list[str] | None = None) -> tuple[list[Row], EmbeddedD
         print(f"{row.name:<24} seed {seed}: val MRR {r.val_mrr:.4f}  test MRR {r.test_mrr:.4f}  best epoch "
               f"{r.best_epoch}/{r.epochs_run}  ({r.seconds:.0f} s)", flush=True)
 
-    identity = Row("identity", "reference", "pred = q", [Run(*scored(lambda q: q.clone(), data), 0, 0.0)])
+    identity = Row(rivals.IDENTITY, "reference", "pred = q", [Run(*scored(lambda q: q.clone(), data), 0, 0.0)])
     rows.append(identity)
     began = time.perf_counter()
     fitted = baselines.procrustes(part.train)
-    rows.append(Row("procrustes", "reference", "orthogonal map, closed form",
+    rows.append(Row(rivals.PROCRUSTES, "reference", "orthogonal map, closed form",
                     [Run(*scored(fitted.predict, data), fitted.parameters, time.perf_counter() - began)]))
     linear = Row(rivals.LINEAR, "reference", "q W + b from W = I, its tuned recipe", [])
     for seed in plan.seeds:
@@ -256,11 +257,10 @@ def compare(rows: list[Row], seeds: list[int]) -> None:
         return [r.pairs for r in row.runs] if len(row.runs) == len(seeds) else [row.runs[0].pairs] * len(seeds)
 
     for row in rows:
-        for against in ("identity", DEFAULT_DESIGN, rivals.LINEAR, "procrustes"):
+        for against in (rivals.IDENTITY, DEFAULT_DESIGN, rivals.LINEAR, rivals.PROCRUSTES):
             if against == row.name or against not in by_name:
                 continue
-            d = paired.paired_difference(per_seed(row), per_seed(by_name[against]), MEASURE)
-            row.comparisons[against] = d.to_dict() | {"verdict": d.verdict}
+            row.comparisons[against] = paired.paired_difference(per_seed(row), per_seed(by_name[against]), MEASURE)
 
 
 def best_design(rows: list[Row]) -> Row:
@@ -269,11 +269,11 @@ def best_design(rows: list[Row]) -> Row:
 
 def share_of_linear(row: Row, rows: list[Row]) -> float:
     linear = next(r for r in rows if r.name == rivals.LINEAR)
-    return row.comparisons["identity"]["mean"] / linear.comparisons["identity"]["mean"]
+    return row.comparisons[rivals.IDENTITY].mean / linear.comparisons[rivals.IDENTITY].mean
 
 
-def _interval(entry: dict[str, Any]) -> str:
-    return f"{entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}] {entry['verdict']}"
+def _interval(entry: PairedDifference) -> str:
+    return f"{entry.mean:+.4f} [{entry.low:+.4f}, {entry.high:+.4f}] {entry.verdict}"
 
 
 def render(rows: list[Row], plan: Plan, data: EmbeddedData, command: str, wall: float, findings: list[str]) -> str:
@@ -295,11 +295,11 @@ def render(rows: list[Row], plan: Plan, data: EmbeddedData, command: str, wall: 
     for row in rows:
         c = row.comparisons
         epochs = ", ".join(f"{r.best_epoch}/{r.epochs_run}" for r in row.runs) if row.runs[0].epochs_run else ""
-        share = f"{share_of_linear(row, rows):.0%}" if "identity" in c else ""
+        share = f"{share_of_linear(row, rows):.0%}" if rivals.IDENTITY in c else ""
         lines.append(
             f"| {row.name} | {row.kind} | {row.parameters:,} | {row.val_mrr:.4f} | {row.test_mrr:.4f} ± "
             f"{row.test_std:.4f} | " + " | ".join(_interval(c[k]) if k in c else "" for k in
-                                                   ("identity", DEFAULT_DESIGN, rivals.LINEAR, "procrustes"))
+                                                   (rivals.IDENTITY, DEFAULT_DESIGN, rivals.LINEAR, rivals.PROCRUSTES))
             + f" | {share} | {epochs} | {row.seconds:.0f} |")
     lines += ["", "What each row is:", ""] + [f"- **{row.name}** ({row.kind}): {row.note}" for row in rows]
     lines += ["", "## What the diagnosis found", ""] + findings
@@ -335,17 +335,17 @@ def plot(rows: list[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in rows if "identity" in r.comparisons]
+    shown = [r for r in rows if rivals.IDENTITY in r.comparisons]
     colours = {"design": "tab:blue", "probe": "tab:orange", "reference": "tab:grey"}
     figure, axis = plt.subplots(figsize=(8, 0.35 * len(shown) + 1.5))
     for i, row in enumerate(shown):
-        g = row.comparisons["identity"]
-        axis.errorbar(g["mean"], i, xerr=[[g["mean"] - g["low"]], [g["high"] - g["mean"]]], fmt="o", capsize=3,
+        g = row.comparisons[rivals.IDENTITY]
+        axis.errorbar(g.mean, i, xerr=[[g.mean - g.low], [g.high - g.mean]], fmt="o", capsize=3,
                       color=colours[row.kind])
     axis.set_yticks(range(len(shown)), [f"{r.name} ({r.parameters:,})" for r in shown], fontsize=8)
     axis.invert_yaxis()
     axis.axvline(0.0, color="black", linewidth=0.8)
-    linear = next(r for r in shown if r.name == rivals.LINEAR).comparisons["identity"]["mean"]
+    linear = next(r for r in shown if r.name == rivals.LINEAR).comparisons[rivals.IDENTITY].mean
     axis.axvline(0.8 * linear, color="tab:green", linestyle="--", linewidth=0.8, label="80% of the linear map's gain")
     axis.set(xlabel="test MRR minus identity (95% interval over pairs and seeds)")
     axis.legend(fontsize=8, loc="lower right")
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                "test_pairs": len(data.test), "best_design": best.name,
                "rows": [{"name": r.name, "kind": r.kind, "note": r.note, "parameters": r.parameters,
                          "val_mrr": r.val_mrr, "test_mrr": r.test_mrr, "test_std": r.test_std, "seconds": r.seconds,
-                         "comparisons": r.comparisons,
+                         "comparisons": {name: d.model_dump() for name, d in r.comparisons.items()},
                          "runs": [asdict(run) | {"pairs": None} for run in r.runs]} for r in rows]}
     atomic.write_json(args.out / "ablation.json", summary)
     atomic.write_text(args.out / "ablation.md", render(rows, plan, data, command, wall, findings))

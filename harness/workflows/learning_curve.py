@@ -27,7 +27,7 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,14 @@ from cube.tasks import TASKS
 from cube.trainer import CubeTrainer, predict
 from harness.config import Params, params_from_dict
 from harness.stats import paired
+from harness.stats.paired import PairedDifference
+from harness.store.curves import CurvePoint, LearningCurve
+from harness.store.results import MeanStd, write_result
 from harness.workflows.profile import ROOT, merge
 
 CUBE = "cube"
-TRAINED = (CUBE, rivals.LINEAR, "mlp")
-CLOSED_FORM = ("ridge", "procrustes")
+TRAINED = (CUBE, rivals.LINEAR, rivals.MLP)
+CLOSED_FORM = (rivals.RIDGE, rivals.PROCRUSTES)
 MODELS = TRAINED + CLOSED_FORM
 MEASURE = "mrr"
 ABLATION_PLAN = ROOT / "plans" / "cube_ablation.yaml"
@@ -107,10 +110,32 @@ def train_model(name: str, params: Params, data: EmbeddedData, seed: int,
 
 
 def closed_form(name: str, data: EmbeddedData) -> baselines.Baseline:
-    return baselines.ridge(data.train, data.val) if name == "ridge" else baselines.procrustes(data.train)
+    return baselines.ridge(data.train, data.val) if name == rivals.RIDGE else baselines.procrustes(data.train)
 
 
-def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, Params] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SeedRun:
+    """One model trained (or fitted) at one size under one seed."""
+
+    test: dict[str, float]
+    pairs: dict[str, list[float]]  # per-pair test scores by measure
+    val_mrr: float
+    parameters: int
+    best_epoch: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CurveRuns:
+    data: EmbeddedData
+    identity_test: dict[str, float]
+    identity_pairs: dict[str, list[float]]
+    runs: dict[str, dict[int, dict[int, SeedRun]]]  # model -> size -> seed -> its run (closed forms: one seed)
+    models: list[str]
+    trained: list[str]
+
+
+def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, Params] | None = None) -> CurveRuns:
     """Every model at every size under every seed: per-pair test scores, validation MRR, epochs and seconds.
 
     ``designs``: more cubes, by model name, each with its own params (same data, split and recipe otherwise)."""
@@ -124,9 +149,8 @@ def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, P
         raise SystemExit(f"error: the largest size {max(sizes):,} is more than the {len(data.train):,} training "
                          "pairs of this pool; raise --pool or lower --sizes")
     cpu = torch.device("cpu")
-    test_scores, pairs = data.test.score_with_pairs(data.test.questions, csls)
-    identity = {"test": test_scores, "pairs": pairs}
-    runs: dict[str, Any] = {}
+    identity_test, identity_pairs = data.test.score_with_pairs(data.test.questions, csls)
+    runs: dict[str, dict[int, dict[int, SeedRun]]] = {}
     smallest = subset(data, min(sizes))
     starts = {(name, seed): identity_start(p, smallest, seed) for name, p in cube_params.items() for seed in seeds}
     for size in sizes:
@@ -147,108 +171,103 @@ def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, P
                     test, per_pair = data.test.score_with_pairs(predictor(data.test.questions), csls)
                     val = data.val.score(predictor(data.val.questions))
                 seconds = time.perf_counter() - began
-                runs.setdefault(model_name, {}).setdefault(str(size), {})[str(seed)] = {
-                    "test": test, "val_mrr": val["mrr"], "pairs": per_pair, "parameters": count,
-                    "best_epoch": best_epoch, "seconds": seconds}
+                runs.setdefault(model_name, {}).setdefault(size, {})[seed] = SeedRun(
+                    test=test, pairs=per_pair, val_mrr=val["mrr"], parameters=count, best_epoch=best_epoch,
+                    seconds=seconds)
                 print(f"{size:>6} pairs  {model_name:<22} seed {seed}: test MRR {test['mrr']:.4f}  "
                       f"val MRR {val['mrr']:.4f}  ({seconds:.0f} s)", flush=True)
-    return {"data": data, "identity": identity, "runs": runs, "models": models, "trained": [CUBE, *designs, *TRAINED[1:]]}
+    return CurveRuns(data, identity_test, identity_pairs, runs, models, [CUBE, *designs, *TRAINED[1:]])
 
 
-def summarise(result: dict[str, Any], sizes: list[int], seeds: list[int]) -> dict[str, Any]:
+def point(by_seed: dict[int, SeedRun], identity_pairs: dict[str, list[float]], measures: list[str]) -> CurvePoint:
+    """One model at one size over its seeds: mean ± std, and the paired gain over identity per measure."""
+    kept = list(by_seed.values())
+    test, gain = {}, {}
+    for measure in measures:
+        values = [r.test[measure] for r in kept]
+        test[measure] = MeanStd(mean=statistics.fmean(values), std=statistics.stdev(values) if len(values) > 1 else 0.0)
+        ours = [r.pairs[measure] for r in kept]
+        gain[measure] = paired.paired_difference(ours, [identity_pairs[measure]] * len(ours), measure)
+    return CurvePoint(parameters=kept[0].parameters, seeds=list(by_seed), seconds=statistics.fmean(r.seconds for r in kept),
+                      val_mrr=statistics.fmean(r.val_mrr for r in kept), test=test, gain=gain)
+
+
+def summarise(result: CurveRuns, sizes: list[int], seeds: list[int], command: str, wall: float) -> LearningCurve:
     """Per model and size: mean ± std over seeds, the paired gain over identity, and the cube against each rival."""
-    identity, runs, models = result["identity"], result["runs"], result["models"]
-    measures = [m for m in ("mrr", "recall@1", "csls mrr", "csls recall@1") if m in identity["pairs"]]
-    rows: dict[str, Any] = {}
-    for model_name in models:
-        for size in sizes:
-            by_seed = runs[model_name][str(size)]
-            row: dict[str, Any] = {"parameters": next(iter(by_seed.values()))["parameters"],
-                                   "seeds": [int(s) for s in by_seed],
-                                   "seconds": statistics.fmean(r["seconds"] for r in by_seed.values()),
-                                   "val_mrr": statistics.fmean(r["val_mrr"] for r in by_seed.values())}
-            for measure in measures:
-                values = [r["test"][measure] for r in by_seed.values()]
-                row[measure] = {"mean": statistics.fmean(values),
-                                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-                ours = [r["pairs"][measure] for r in by_seed.values()]
-                gain = paired.paired_difference(ours, [identity["pairs"][measure]] * len(ours), measure)
-                row[f"gain {measure}"] = gain.to_dict() | {"verdict": gain.verdict}
-            rows.setdefault(model_name, {})[str(size)] = row
-    versus: dict[str, Any] = {}
-    for rival in models[1:]:
-        for size in sizes:
-            ours = [runs[CUBE][str(size)][str(s)]["pairs"][MEASURE] for s in seeds]
-            theirs_runs = runs[rival][str(size)]
-            theirs = [theirs_runs[str(s) if str(s) in theirs_runs else str(seeds[0])]["pairs"][MEASURE] for s in seeds]
-            d = paired.paired_difference(ours, theirs, MEASURE)
-            versus.setdefault(rival, {})[str(size)] = d.to_dict() | {"verdict": d.verdict}
-    growth: dict[str, Any] = {}
+    runs = result.runs
+    measures = [m for m in ("mrr", "recall@1", "csls mrr", "csls recall@1") if m in result.identity_pairs]
+    models = {name: [point(runs[name][size], result.identity_pairs, measures) for size in sizes]
+              for name in result.models}
+
+    def mrr_pairs(model: str, size: int, seed: int) -> list[float]:
+        at_size = runs[model][size]
+        return at_size[seed if seed in at_size else seeds[0]].pairs[MEASURE]  # a closed form: its one fit
+
+    versus = {rival: [paired.paired_difference([mrr_pairs(CUBE, size, s) for s in seeds],
+                                               [mrr_pairs(rival, size, s) for s in seeds], MEASURE) for size in sizes]
+              for rival in result.models[1:]}
+    growth = {}
     if len(sizes) > 1:
-        for model_name in result["trained"]:
-            small, large = (runs[model_name][str(size)] for size in sizes[-2:])
-            d = paired.paired_difference([large[str(s)]["pairs"][MEASURE] for s in seeds],
-                                         [small[str(s)]["pairs"][MEASURE] for s in seeds], MEASURE)
-            growth[model_name] = d.to_dict() | {"verdict": d.verdict}
-    data = result["data"]
-    return {"growth": growth, "task": data.card["task"], "source": data.card["source"], "sizes": sizes, "seeds": seeds,
-            "test_pairs": len(data.test), "test_candidates": len(data.test.candidates), "val_pairs": len(data.val),
-            "train_pool": len(data.train), "measures": measures,
-            "identity": {m: identity["test"][m] for m in measures}, "models": rows, "cube_versus": versus}
+        small, large = sizes[-2:]
+        growth = {name: paired.paired_difference([mrr_pairs(name, large, s) for s in seeds],
+                                                 [mrr_pairs(name, small, s) for s in seeds], MEASURE)
+                  for name in result.trained}
+    data = result.data
+    return LearningCurve(command=command, wall_seconds=wall, task=data.card["task"], source=data.card["source"],
+                         sizes=sizes, seeds=seeds, test_pairs=len(data.test), test_candidates=len(data.test.candidates),
+                         val_pairs=len(data.val), train_pool=len(data.train), measures=measures,
+                         identity={m: result.identity_test[m] for m in measures}, models=models, cube_versus=versus,
+                         growth=growth)
 
 
-def _interval(entry: dict[str, Any]) -> str:
-    return f"{entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]"
+def _interval(entry: PairedDifference) -> str:
+    return f"{entry.mean:+.4f} [{entry.low:+.4f}, {entry.high:+.4f}]"
 
 
-def render(summary: dict[str, Any], command: str, wall: float) -> str:
-    sizes, seeds = summary["sizes"], summary["seeds"]
-    lines = [f"# Learning curve: {summary['task']} ({summary['source']})", "",
-             f"Written by `{command}` ({wall / 60:.0f} min on this machine). Test: {summary['test_pairs']:,} pairs, "
-             f"each ranked among {summary['test_candidates']:,} distinct targets; validation {summary['val_pairs']:,} "
-             f"pairs; training sets are the first N of {summary['train_pool']:,} training pairs in one fixed shuffle "
-             f"(nested). Seeds {', '.join(map(str, seeds))} for the trained models (initialisation and batch order); "
-             "ridge and Procrustes are closed form (one fit). Every trained model gets the cube's contrastive "
-             "stage recipe (`train.advanced`), the baselines with their tuned lr, weight decay and temperature; the "
-             "cube starts from its autoencoder stage on the smallest set's sentences, the baselines from the "
-             "identity map (its autoencoder start, trained once per seed, is not in the seconds below). Gains are "
-             "paired differences against identity on the same test pairs with 95% intervals over pairs and seeds "
-             "(`harness/stats/paired.py`).", "",
-             f"Identity (no training): test MRR {summary['identity']['mrr']:.4f}, recall@1 "
-             f"{summary['identity']['recall@1']:.4f}"
-             + (f", CSLS MRR {summary['identity']['csls mrr']:.4f}" if "csls mrr" in summary["identity"] else "")
+def render(curve: LearningCurve) -> str:
+    sizes, seeds = curve.sizes, curve.seeds
+    lines = [f"# Learning curve: {curve.task} ({curve.source})", "",
+             f"Written by `{curve.command}` ({curve.wall_seconds / 60:.0f} min on this machine). Test: "
+             f"{curve.test_pairs:,} pairs, each ranked among {curve.test_candidates:,} distinct targets; validation "
+             f"{curve.val_pairs:,} pairs; training sets are the first N of {curve.train_pool:,} training pairs in one "
+             f"fixed shuffle (nested). Seeds {', '.join(map(str, seeds))} for the trained models (initialisation and "
+             "batch order); ridge and Procrustes are closed form (one fit). Every trained model gets the cube's "
+             "contrastive stage recipe (`train.advanced`), the baselines with their tuned lr, weight decay and "
+             "temperature; the cube starts from its autoencoder stage on the smallest set's sentences, the baselines "
+             "from the identity map (its autoencoder start, trained once per seed, is not in the seconds below). "
+             "Gains are paired differences against identity on the same test pairs with 95% intervals over pairs and "
+             "seeds (`harness/stats/paired.py`).", "",
+             f"Identity (no training): test MRR {curve.identity['mrr']:.4f}, recall@1 "
+             f"{curve.identity['recall@1']:.4f}"
+             + (f", CSLS MRR {curve.identity['csls mrr']:.4f}" if "csls mrr" in curve.identity else "")
              + ".", "", "![test MRR gain over identity against training pairs](learning_curve.png)", "",
              "| model | train pairs | test MRR (mean ± std) | gain over identity [95%] | verdict | val MRR | "
              "parameters | seconds per run |", "|---|---|---|---|---|---|---|---|"]
-    for model_name, by_size in summary["models"].items():
-        for size in sizes:
-            row = by_size[str(size)]
-            gain = row["gain mrr"]
-            lines.append(f"| {model_name} | {size:,} | {row['mrr']['mean']:.4f} ± {row['mrr']['std']:.4f} | "
-                         f"{_interval(gain)} | {gain['verdict']} | {row['val_mrr']:.4f} | {row['parameters']:,} | "
-                         f"{row['seconds']:.0f} |")
-    if "csls mrr" in summary["measures"]:
+    for model_name, points in curve.models.items():
+        for size, at in zip(sizes, points):
+            gain, mrr = at.gain["mrr"], at.test["mrr"]
+            lines.append(f"| {model_name} | {size:,} | {mrr.mean:.4f} ± {mrr.std:.4f} | {_interval(gain)} | "
+                         f"{gain.verdict} | {at.val_mrr:.4f} | {at.parameters:,} | {at.seconds:.0f} |")
+    if "csls mrr" in curve.measures:
         lines += ["", "With CSLS retrieval (the bilingual-lexicon benchmarks' ranking; models trained on plain "
                   "cosine ranking):", "", "| model | " + " | ".join(f"{s:,}" for s in sizes) + " |",
                   "|---|" + "---|" * len(sizes)]
-        for model_name, by_size in summary["models"].items():
+        for model_name, points in curve.models.items():
             lines.append(f"| {model_name} | " + " | ".join(
-                f"{by_size[str(s)]['csls mrr']['mean']:.4f} ({_interval(by_size[str(s)]['gain csls mrr'])})"
-                for s in sizes) + " |")
+                f"{at.test['csls mrr'].mean:.4f} ({_interval(at.gain['csls mrr'])})" for at in points) + " |")
     lines += ["", "The cube against each rival on test MRR (cube minus rival, 95% interval, verdict):", "",
               "| rival | " + " | ".join(f"{s:,} pairs" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
-    for rival, by_size in summary["cube_versus"].items():
-        lines.append(f"| {rival} | " + " | ".join(
-            f"{_interval(by_size[str(s)])} {by_size[str(s)]['verdict']}" for s in sizes) + " |")
-    if summary.get("growth"):
+    for rival, differences in curve.cube_versus.items():
+        lines.append(f"| {rival} | " + " | ".join(f"{_interval(d)} {d.verdict}" for d in differences) + " |")
+    if curve.growth:
         small, large = sizes[-2:]
         lines += ["", f"Does the gain still grow? Test MRR at {large:,} pairs minus at {small:,} (the same test pairs, "
                   "paired by seed; 95% interval, verdict):", "", "| model | growth | verdict |", "|---|---|---|"]
-        lines += [f"| {name} | {_interval(d)} | {d['verdict']} |" for name, d in summary["growth"].items()]
+        lines += [f"| {name} | {_interval(d)} | {d.verdict} |" for name, d in curve.growth.items()]
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict[str, Any], path: Path) -> None:
+def plot(curve: LearningCurve, path: Path) -> None:
     """Test MRR gain over identity against training pairs (log axis), one line per model, 95% intervals."""
     import matplotlib
 
@@ -256,17 +275,17 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.2))
-    sizes = summary["sizes"]
-    for offset, (model_name, by_size) in enumerate(summary["models"].items()):
-        gains = [by_size[str(s)]["gain mrr"] for s in sizes]
+    sizes = curve.sizes
+    for offset, (model_name, points) in enumerate(curve.models.items()):
+        gains = [at.gain["mrr"] for at in points]
         xs = [s * (1 + 0.03 * (offset - 2)) for s in sizes]  # nudged apart so the bars do not overlap
-        axis.errorbar(xs, [g["mean"] for g in gains], capsize=3, marker="o",
-                      yerr=[[g["mean"] - g["low"] for g in gains], [g["high"] - g["mean"] for g in gains]],
-                      label=f"{model_name} ({next(iter(by_size.values()))['parameters']:,} params)")
+        axis.errorbar(xs, [g.mean for g in gains], capsize=3, marker="o",
+                      yerr=[[g.mean - g.low for g in gains], [g.high - g.mean for g in gains]],
+                      label=f"{model_name} ({curve.parameters(model_name):,} params)")
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set(xscale="log", xlabel="training pairs", ylabel="test MRR minus identity (95% interval)",
-             title=f"{summary['task']}: identity MRR {summary['identity']['mrr']:.3f}, "
-                   f"{summary['test_pairs']:,} test pairs, {len(summary['seeds'])} seeds")
+             title=f"{curve.task}: identity MRR {curve.identity['mrr']:.3f}, "
+                   f"{curve.test_pairs:,} test pairs, {len(curve.seeds)} seeds")
     axis.set_xticks(sizes, [f"{s:,}" for s in sizes])
     axis.minorticks_off()
     axis.grid(alpha=0.3)
@@ -316,16 +335,17 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         torch.set_num_threads(args.threads)
-    began = time.perf_counter()
-    summary = summarise(run(params, args.sizes, args.seeds, designs), args.sizes, args.seeds)
-    wall = time.perf_counter() - began
     command = ("python -m harness learning-curve " + str(args.profile) + " --sizes " + " ".join(map(str, args.sizes))
                + " --seeds " + " ".join(map(str, args.seeds)) + f" --pool {args.pool}"
                + (f" --val {args.val} --test {args.test}" if (args.val, args.test) != (0.05, 0.19) else "")
                + "".join(f" --design '{name}'" for name in args.design))
+    began = time.perf_counter()
+    runs = run(params, args.sizes, args.seeds, designs)
+    curve = summarise(runs, args.sizes, args.seeds, command, time.perf_counter() - began)
     args.out.mkdir(parents=True, exist_ok=True)
-    plot(summary, args.out / "learning_curve.png")
-    atomic.write_json(args.out / "learning_curve.json", summary | {"command": command, "wall_seconds": wall})
-    atomic.write_text(args.out / "learning_curve.md", render(summary, command, wall))
+    plot(curve, args.out / "learning_curve.png")
+    write_result(args.out / "learning_curve.json", curve, LearningCurve)
+    atomic.write_text(args.out / "learning_curve.md", render(curve))
+    wall = curve.wall_seconds
     print(f"learning curve: {args.out / 'learning_curve.md'} ({wall / 60:.1f} min)")
     return 0
