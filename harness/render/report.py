@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ from cube.measures import CSLS_PER_PAIR, SUMMARISED
 from cube.numerics import NumericsInForce
 from cube.rivals import IDENTITY, LEGACY, LINEAR, MEAN_ANSWER, MLP, SWEPT
 from cube.rivals import names as baseline_names
-from cube.tasks import TASKS
+from cube.tasks import TASKS, Task
 from harness import paths
 from harness.config import Params
 from harness.judge.targets import describe_quality_target
@@ -40,9 +40,12 @@ from harness.store.results import (
     Peers,
     Reliability,
     Roofline,
+    RooflineLine,
+    Scaling,
     ScalingRow,
     SpeedVerdict,
     TrainSummary,
+    WorkPerSample,
     cube_model,
     peer_of,
     ratio_key,
@@ -219,10 +222,75 @@ def draw_plots(inputs: ReportInputs) -> None:
 
 def markdown(inputs: ReportInputs) -> str:
     """The report's text: its tables and figures from the typed results, its words from report.md.j2."""
-    return TEMPLATES.get_template("report.md.j2").render(**_page(inputs))
+    return TEMPLATES.get_template("report.md.j2").render(_page(inputs).context())
 
 
-def _page(inputs: ReportInputs) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PageView:
+    """What report.md.j2 shows, by name: the typed results it reads and the tables built from them. Every name the
+    template uses is a field here and every field is used there (tests/test_report_view.py)."""
+
+    card: DataCard
+    task: Task
+    ev: Evaluation
+    bench: Bench
+    seed: int
+    stage: str
+    cube: ModelSummary
+    mlp: ModelSummary | None
+    trained: dict[str, TrainSummary]
+    drills: Reliability
+    work: WorkPerSample
+    scaling: Scaling
+    forward_line: RooflineLine
+    verdicts: str
+    detectable: str
+    rivals_table: str
+    rate: Callable[[str], float]  # samples/s of a phase at the largest batch
+    largest_batch: int
+    targets_met: int
+    targets_measurable: int
+    provenance_table: str
+    data_table: str
+    teachers_table: str
+    seed_count: int
+    seed_list: str
+    csls: bool
+    quality_table: str
+    legacy_line: str
+    first_difference: PairedDifference
+    paired_table: str
+    seed_table: str
+    stages_table: str
+    device_table: str
+    throughput_table: str
+    tails_left_out: list[str]
+    memory_table: str
+    peer_table: str
+    ratio_table: str
+    peer_label: Callable[[str], str]
+    numerics_cost_table: str
+    peer_sweep_table: str
+    peer_sweep_line: str
+    compile_times: str
+    targets_table: str
+    roofline_table: str
+    above_roofline: bool
+    scaling_on_gpu: bool
+    side_table: str
+    exponents: Callable[[Exponents], str]
+    fmt: Callable[[float | None], str]
+    steps_blocks: list[tuple[str, dict[str, Any]]]
+    drills_table: str
+    slow_drills: str
+    mean_std: Callable[[MeanStd], str]
+
+    def context(self) -> dict[str, Any]:
+        """The template's names, one per field (shallow: the typed results stay typed)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def _page(inputs: ReportInputs) -> PageView:
     """What the template shows: the typed results, and the tables built from them."""
     card, ev, bench, seed = inputs.card, inputs.evaluation, inputs.bench, inputs.seed
     stage, models = ev.chosen_stage, ordered_models(ev)
@@ -234,41 +302,41 @@ def _page(inputs: ReportInputs) -> dict[str, Any]:
     measurable = [t for t in bench.targets if t.met is not None]
     kinds = {"bad_input": inputs.drills.bad_input, "fault": inputs.drills.fault}
     slow = [n for kind in RELIABILITY_KINDS if kinds[kind] for n in kinds[kind].left_to_make_test]
-    return {
-        "card": card, "task": TASKS[card.task], "ev": ev, "bench": bench, "seed": seed, "stage": stage, "cube": cube,
-        "mlp": models.get(MLP), "trained": inputs.trained, "drills": inputs.drills, "work": bench.work_per_sample,
-        "scaling": bench.scaling, "forward_line": bench.roofline.forward,
-        "verdicts": "\n".join(target_lines(comparisons, stage, ev.target.missed, ev.target.required)),
-        "detectable": detectable_lines(comparisons, ev.test_pairs, list(ev.target.required))[0],
-        "rivals_table": _rivals_table(comparisons, models),
-        "rate": lambda phase: rates.get((phase, largest), float("nan")), "largest_batch": largest,
-        "targets_met": sum(bool(t.met) for t in measurable), "targets_measurable": len(measurable),
-        "provenance_table": _provenance_table(inputs.origin), "data_table": _data_table(card),
-        "teachers_table": _teachers_table(card),
-        "seed_count": len(ev.summary.seeds), "seed_list": ", ".join(str(s) for s in ev.summary.seeds),
-        "csls": bool(set(CSLS_PER_PAIR) & set(measures)),
-        "quality_table": _quality_table(models, measures, len(ev.summary.seeds)),
-        "legacy_line": legacy_line(ev), "first_difference": next(iter(comparisons.values()))["mrr"],
-        "paired_table": _paired_table(comparisons), "seed_table": _seed_table(ev, measures, seed),
-        "stages_table": _stages_table(ev, inputs.trained), "device_table": _device_table(bench.doctor),
-        "throughput_table": _throughput_table(bench),
-        "tails_left_out": [name for name, _, needed in TAIL_PERCENTILES if bench.repeats < needed],
-        "memory_table": _memory_table(bench), "peer_table": _peer_table(bench.peers),
-        "ratio_table": ratio_table(bench.peers, bench.targets, bench.device), "peer_label": peer_labels(bench),
-        "numerics_cost_table": _numerics_cost_table(bench.numerics_cost),
-        "peer_sweep_table": _peer_sweep_table(bench.peer_sweep), "peer_sweep_line": _peer_sweep_line(bench.peer_sweep),
-        "compile_times": ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in bench.peers.compile_seconds.items()),
-        "targets_table": targets_table(bench.targets), "roofline_table": _roofline_table(bench.roofline),
-        "above_roofline": max(bench.roofline.forward.fraction_of_roofline, bench.roofline.train.fraction_of_roofline) > 1,
-        "scaling_on_gpu": bench.scaling.by_side.rows[0].cuda_peak_increase_mib_per_sample is not None,
-        "side_table": _scaling_table(bench.scaling.by_side.rows), "exponents": _exponents, "fmt": _fmt,
-        "steps_blocks": [(name, {"table": _scaling_table(bench.scaling.by_steps[name].rows),
-                                 "exponent": bench.scaling.by_steps[name].exponent})
-                         for name in ("plain", "checkpointed")],  # off before on
-        "drills_table": _drills_table(kinds) if inputs.drills.run else "",
-        "slow_drills": ", ".join(f"`{n.split('::')[-1]}`" for n in slow),
-        "mean_std": _mean_std,
-    }
+    return PageView(
+        card=card, task=TASKS[card.task], ev=ev, bench=bench, seed=seed, stage=stage, cube=cube,
+        mlp=models.get(MLP), trained=inputs.trained, drills=inputs.drills, work=bench.work_per_sample,
+        scaling=bench.scaling, forward_line=bench.roofline.forward,
+        verdicts="\n".join(target_lines(comparisons, stage, ev.target.missed, ev.target.required)),
+        detectable=detectable_lines(comparisons, ev.test_pairs, list(ev.target.required))[0],
+        rivals_table=_rivals_table(comparisons, models),
+        rate=lambda phase: rates.get((phase, largest), float("nan")), largest_batch=largest,
+        targets_met=sum(bool(t.met) for t in measurable), targets_measurable=len(measurable),
+        provenance_table=_provenance_table(inputs.origin), data_table=_data_table(card),
+        teachers_table=_teachers_table(card),
+        seed_count=len(ev.summary.seeds), seed_list=", ".join(str(s) for s in ev.summary.seeds),
+        csls=bool(set(CSLS_PER_PAIR) & set(measures)),
+        quality_table=_quality_table(models, measures, len(ev.summary.seeds)),
+        legacy_line=legacy_line(ev), first_difference=next(iter(comparisons.values()))["mrr"],
+        paired_table=_paired_table(comparisons), seed_table=_seed_table(ev, measures, seed),
+        stages_table=_stages_table(ev, inputs.trained), device_table=_device_table(bench.doctor),
+        throughput_table=_throughput_table(bench),
+        tails_left_out=[name for name, _, needed in TAIL_PERCENTILES if bench.repeats < needed],
+        memory_table=_memory_table(bench), peer_table=_peer_table(bench.peers),
+        ratio_table=ratio_table(bench.peers, bench.targets, bench.device), peer_label=peer_labels(bench),
+        numerics_cost_table=_numerics_cost_table(bench.numerics_cost),
+        peer_sweep_table=_peer_sweep_table(bench.peer_sweep), peer_sweep_line=_peer_sweep_line(bench.peer_sweep),
+        compile_times=", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in bench.peers.compile_seconds.items()),
+        targets_table=targets_table(bench.targets), roofline_table=_roofline_table(bench.roofline),
+        above_roofline=max(bench.roofline.forward.fraction_of_roofline, bench.roofline.train.fraction_of_roofline) > 1,
+        scaling_on_gpu=bench.scaling.by_side.rows[0].cuda_peak_increase_mib_per_sample is not None,
+        side_table=_scaling_table(bench.scaling.by_side.rows), exponents=_exponents, fmt=_fmt,
+        steps_blocks=[(name, {"table": _scaling_table(bench.scaling.by_steps[name].rows),
+                              "exponent": bench.scaling.by_steps[name].exponent})
+                      for name in ("plain", "checkpointed")],  # off before on
+        drills_table=_drills_table(kinds) if inputs.drills.run else "",
+        slow_drills=", ".join(f"`{n.split('::')[-1]}`" for n in slow),
+        mean_std=_mean_std,
+    )
 
 
 # ---------------------------------------------------------------- the tables

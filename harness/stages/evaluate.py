@@ -17,15 +17,12 @@ from typing import Any
 import torch
 
 from cube import atomic, baselines, rivals
-from cube.checkpoint import load_checkpoint, load_model_weights
 from cube.device import choose_device, set_determinism
 from cube.embedded import EmbeddedData, EmbeddedSplit
+from cube.evaluation import load_stage
 from cube.measures import CSLS_PER_PAIR, SUMMARISED
 from cube.metrics import NonFinitePredictions
-from cube.processor import EmbeddingProcessor, Mode
-from cube.stages import BY_NAME
 from cube.tasks import TASKS
-from cube.trainer import predict
 from harness import paths
 from harness.config import Params
 from harness.judge.targets import QUALITY_TARGET, quality_misses
@@ -65,19 +62,14 @@ def _stage_scores(params: Params, data: EmbeddedData, checkpoints: Path, device:
                   pairs: dict[str, Any]) -> dict[str, StageScores]:
     scores, csls = {}, TASKS[params.data.task].csls
     for stage in paths.STAGES:
-        checkpoint = load_checkpoint(checkpoints / stage)
-        mode = Mode(BY_NAME[stage].mode)
-        model = EmbeddingProcessor(data.dim, params.cube, mode)
-        load_model_weights(model, checkpoint, "best")
-        model.to(device)
+        model = load_stage(checkpoints / stage, stage, data.dim, params.cube, device)
         name = f"stage {stage!r} ({checkpoints / stage})"
-        predicted = predict(model, data.test.questions, device)
+        predicted = model.predict(data.test.questions)
         test, pairs[cube_model(stage)] = score_or_refuse(data.test, predicted, name, seed, csls)
-        val = score_or_refuse(data.val, predict(model, data.val.questions, device), name, seed, csls)[0]
-        best_epoch = checkpoint.meta["best_epoch"]  # the checkpoint's sidecar, as cube/checkpoint.py writes it
+        val = score_or_refuse(data.val, model.predict(data.val.questions), name, seed, csls)[0]
         scores[stage] = StageScores(test=Scores.model_validate(test), val=Scores.model_validate(val),
-                                    parameters=model.parameter_count(), best_epoch=best_epoch,
-                                    no_change=best_epoch == 0 and BY_NAME[stage].previous is not None)
+                                    parameters=model.parameters, best_epoch=model.best_epoch,
+                                    no_change=model.no_change)
     return scores
 
 

@@ -109,8 +109,9 @@ def train_model(name: str, params: Params, data: EmbeddedData, seed: int,
     return model, result.best_epoch
 
 
-def closed_form(name: str, data: EmbeddedData) -> baselines.Baseline:
-    return baselines.ridge(data.train, data.val) if name == rivals.RIDGE else baselines.procrustes(data.train)
+def closed_form(name: str, params: Params, data: EmbeddedData, seed: int) -> baselines.Baseline:
+    """A closed-form baseline fitted on ``data`` as every run fits it (``cube/baselines.py`` ``FITS``)."""
+    return baselines.FITS[name](baselines.FitInputs(data, seed, params.baselines, params.train))
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, P
                     count = sum(p.numel() for p in model.parameters() if p.requires_grad)
                     predictor = lambda q, m=model: predict(m, q, cpu)  # noqa: E731
                 else:
-                    fitted = closed_form(model_name, part)
+                    fitted = closed_form(model_name, params, part, seed)
                     predictor, count, best_epoch = fitted.predict, fitted.parameters, 0
                 with torch.no_grad():
                     test, per_pair = data.test.score_with_pairs(predictor(data.test.questions), csls)
