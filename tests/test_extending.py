@@ -96,6 +96,7 @@ def add_gated_measure(monkeypatch: pytest.MonkeyPatch, repo: Path) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_a_gated_measure_added_as_the_layout_says_is_recorded_judged_and_fails_when_it_falls(tiny_run, tmp_path,
                                                                                               monkeypatch):
     repo = Path(shutil.copytree(tiny_run, tmp_path / "repo", symlinks=True))
@@ -138,6 +139,7 @@ def previous_turn_pairs(config) -> pairs.PairSet:
     return dataclasses.replace(turns, pairs=[pairs.Pair(p.answer, p.question) for p in turns.pairs])
 
 
+@pytest.mark.slow
 def test_a_task_added_as_the_layout_says_is_split_embedded_scored_and_reported_in_its_words(tiny_run, tmp_path,
                                                                                             monkeypatch):
     repo = Path(shutil.copytree(tiny_run, tmp_path / "repo", symlinks=True))

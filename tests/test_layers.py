@@ -17,6 +17,7 @@ FORBIDDEN = {  # folder -> folders its modules must not import
                        "harness/workflows/"),
     "harness/store/": ("harness/measure/", "harness/judge/", "harness/render/", "harness/stages/", "harness/workflows/"),
     "harness/measure/": ("harness/judge/", "harness/render/", "harness/stages/", "harness/workflows/"),
+    "harness/judge/": ("harness/render/", "harness/stages/", "harness/workflows/"),
     "harness/render/": ("harness/measure/", "harness/stages/", "harness/workflows/"),
 }
 
@@ -43,6 +44,7 @@ def test_no_module_imports_above_its_layer():
     ("harness/render/report.py", "harness/measure/peer_ratios.py"),
     ("harness/stages/evaluate.py", "harness/stages/train.py"),
     ("harness/stats/paired.py", "harness/store/results.py"),
+    ("harness/judge/gate.py", "harness/render/report.py"),
 ])
 def test_an_import_against_the_layers_is_found(module, target):
     graph = import_graph()

@@ -54,7 +54,7 @@ def format_report(found: Doctor) -> str:
     nvml = found.nvml
     if nvml.status == "ok":
         lines.append(f"NVML: driver {nvml.driver}")
-        lines += [f"  GPU {d['index']} {d['name']}: {d['memory_used_mib']:,.0f} / {d['memory_total_mib']:,.0f} MiB used"
+        lines += [f"  GPU {d.index} {d.name}: {d.memory_used_mib:,.0f} / {d.memory_total_mib:,.0f} MiB used"
                   for d in nvml.devices]
     else:
         lines.append(f"NVML: {nvml.status}")

@@ -351,10 +351,17 @@ class GpuFound(Strict):
     problem: str | None = None
 
 
+class NvmlDevice(Strict):
+    index: int
+    name: str
+    memory_used_mib: Number
+    memory_total_mib: Number
+
+
 class NvmlFound(Strict):
     status: str
     driver: str | None = None
-    devices: list[dict[str, Any]] = []
+    devices: list[NvmlDevice] = []
 
 
 class CpuFound(Strict):

@@ -35,7 +35,8 @@ from cube.trainer import CubeTrainer, predict
 from harness.config import Params
 from harness.stats import paired
 from harness.stats.paired import PairedDifference
-from harness.workflows.learning_curve import ABLATION_PLAN, curve_params, subset
+from harness.workflows.learning_curve import curve_params, subset
+from harness.workflows.plans import ABLATION_PLAN, read_plan_file
 from harness.workflows.profile import ROOT
 
 PLAN = ABLATION_PLAN
@@ -64,18 +65,15 @@ class Plan:
 
     @classmethod
     def read(cls, path: Path) -> Plan:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        expected = {"task_profile", "pool", "val", "test", "size", "seeds", "designs", "probes"}
-        if set(raw) != expected:
-            raise ValueError(f"{path}: a plan has exactly the keys {sorted(expected)}; got {sorted(raw)}")
-        designs = [Design(name, str(d.get("note", "")), d.get("settings") or {}) for name, d in raw["designs"].items()]
+        found = read_plan_file(path)
+        designs = [Design(name, d.note, d.settings or {}) for name, d in found.designs.items()]
         if not designs or designs[0].name != DEFAULT_DESIGN or designs[0].settings:
             raise ValueError(f"{path}: the first design must be {DEFAULT_DESIGN!r} with no settings (the reference)")
-        unknown = sorted(set(raw["probes"]) - set(PROBES))
+        unknown = sorted(set(found.probes) - set(PROBES))
         if unknown:
             raise ValueError(f"{path}: unknown probes {unknown}; known: {list(PROBES)}")
-        return cls(ROOT / raw["task_profile"], int(raw["pool"]), float(raw["val"]), float(raw["test"]),
-                   int(raw["size"]), [int(s) for s in raw["seeds"]], designs, list(raw["probes"]))
+        return cls(ROOT / found.task_profile, found.pool, found.val, found.test, found.size, found.seeds, designs,
+                   found.probes)
 
 
 @dataclass

@@ -46,6 +46,7 @@ from harness.stats import paired
 from harness.stats.paired import PairedDifference
 from harness.store.curves import CurvePoint, LearningCurve
 from harness.store.results import MeanStd, write_result
+from harness.workflows.plans import ABLATION_PLAN, read_plan_file
 from harness.workflows.profile import ROOT, merge
 
 CUBE = "cube"
@@ -53,7 +54,6 @@ TRAINED = (CUBE, rivals.LINEAR, rivals.MLP)
 CLOSED_FORM = (rivals.RIDGE, rivals.PROCRUSTES)
 MODELS = TRAINED + CLOSED_FORM
 MEASURE = "mrr"
-ABLATION_PLAN = ROOT / "plans" / "cube_ablation.yaml"
 
 
 def curve_params(profile: Path, pool: int, val: float, test: float, settings: dict[str, Any] | None = None) -> Params:
@@ -318,13 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --sizes must be positive and increasing, got {args.sizes}", file=sys.stderr)
         return 2
     params = curve_params(args.profile, args.pool, args.val, args.test)
-    plan = yaml.safe_load(ABLATION_PLAN.read_text(encoding="utf-8"))["designs"]
+    plan = read_plan_file(ABLATION_PLAN).designs
     unknown = [name for name in args.design if name not in plan]
     if unknown:
         print(f"error: no design {unknown} in {ABLATION_PLAN}; designs: {', '.join(plan)}", file=sys.stderr)
         return 2
     designs = {design_name(name): curve_params(args.profile, args.pool, args.val, args.test,
-                                               plan[name].get("settings") or {}) for name in args.design}
+                                               plan[name].settings or {}) for name in args.design}
     if params.numerics != numerics.in_force():
         print(f"error: {args.profile} asks for numerics {params.numerics}, and this process runs under "
               f"{numerics.in_force()} (from params.yaml); set numerics in params.yaml instead", file=sys.stderr)
