@@ -48,7 +48,10 @@ def test_the_profile_and_the_pool_are_laid_over_params_yaml():
 def test_a_curve_is_summarised_written_and_read_back_through_its_type_and_rendered_alike(tmp_path):
     """Three models at two sizes from made-up scores: the file reads back equal, and the page and the task summary's
     table come from it with every model in the curve's order."""
-    data = dataclasses.replace(fake_data(), card={"task": "translation", "source": "made up"})
+    card = {"task": "translation", "source": "made up", "raw_pairs": 60, "duplicates_dropped": 0, "empty_dropped": 0,
+            "entries_dropped": {}, "pairs": {"train": 40, "val": 10, "test": 10}, "question_groups": {},
+            "distinct_answers": {}, "autoencoder_sentences": 80, "sentences": 120, "dim": 8, "teachers": []}
+    data = dataclasses.replace(fake_data(), card=card)
     n = len(data.test)
     rng = torch.Generator().manual_seed(0)
 

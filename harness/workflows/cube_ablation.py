@@ -35,6 +35,7 @@ from cube.trainer import CubeTrainer, predict
 from harness.config import Params
 from harness.stats import paired
 from harness.stats.paired import PairedDifference
+from harness.store.results import DataCard
 from harness.workflows.learning_curve import curve_params, subset
 from harness.workflows.plans import ABLATION_PLAN, read_plan_file
 from harness.workflows.profile import ROOT
@@ -275,8 +276,8 @@ def _interval(entry: PairedDifference) -> str:
 
 
 def render(rows: list[Row], plan: Plan, data: EmbeddedData, command: str, wall: float, findings: list[str]) -> str:
-    best = best_design(rows)
-    lines = [f"# The cube's ceiling: {data.card['task']} ({data.card['source']}) at {plan.size:,} training pairs", "",
+    best, card = best_design(rows), DataCard.model_validate(data.card)  # the cube's card, typed once here
+    lines = [f"# The cube's ceiling: {card.task} ({card.source}) at {plan.size:,} training pairs", "",
              f"Written by `{command}` ({wall / 60:.0f} min on this machine). Test: {len(data.test):,} pairs ranked "
              f"among {len(data.test.candidates):,} distinct targets; validation {len(data.val):,} pairs; training: "
              f"the first {plan.size:,} of {len(data.train):,} training pairs (the learning curve's draw, split and "

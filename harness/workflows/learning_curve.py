@@ -45,7 +45,7 @@ from harness.config import Params, params_from_dict
 from harness.stats import paired
 from harness.stats.paired import PairedDifference
 from harness.store.curves import CurvePoint, LearningCurve
-from harness.store.results import MeanStd, write_result
+from harness.store.results import DataCard, MeanStd, write_result
 from harness.workflows.plans import ABLATION_PLAN, read_plan_file
 from harness.workflows.profile import ROOT, merge
 
@@ -213,8 +213,8 @@ def summarise(result: CurveRuns, sizes: list[int], seeds: list[int], command: st
         growth = {name: paired.paired_difference([mrr_pairs(name, large, s) for s in seeds],
                                                  [mrr_pairs(name, small, s) for s in seeds], MEASURE)
                   for name in result.trained}
-    data = result.data
-    return LearningCurve(command=command, wall_seconds=wall, task=data.card["task"], source=data.card["source"],
+    data, card = result.data, DataCard.model_validate(result.data.card)  # the cube's card, typed once here
+    return LearningCurve(command=command, wall_seconds=wall, task=card.task, source=card.source,
                          sizes=sizes, seeds=seeds, test_pairs=len(data.test), test_candidates=len(data.test.candidates),
                          val_pairs=len(data.val), train_pool=len(data.train), measures=measures,
                          identity={m: result.identity_test[m] for m in measures}, models=models, cube_versus=versus,
