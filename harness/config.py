@@ -55,7 +55,7 @@ class GateConfig:
     """Tolerances of ``python -m harness gate``: how far a metric may fall below the baseline before it fails."""
 
     baseline: StrictStr = "reports/baseline.json"
-    # the gated quality measures (per-pair measures of cube/metrics.py) and the absolute fall each stage's test
+    # the gated quality measures (per-pair ones, cube/measures.py PER_PAIR) and the absolute fall each stage's test
     # figure may show in each
     quality_drops: dict[StrictStr, NonNegativeFloat] = field(
         default_factory=lambda: {"cosine": 0.01, "recall@1": 0.03, "mrr": 0.02})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,16 @@ def verdicts(current: dict, **kwargs: bool) -> dict[str, str]:
 
 def test_the_unchanged_run_passes():
     assert set(verdicts(run()).values()) == {"ok"}
+
+
+def test_a_measure_the_gate_no_longer_lists_is_not_gated_not_missing_and_the_others_still_are():
+    """gate.quality_drops without cosine: the baseline's cosine is reported as not gated, whatever this run has."""
+    without_cosine = dataclasses.replace(GATE, quality_drops={"recall@1": 0.03, "mrr": 0.02})
+    current = run({"mrr": shifted(MRR_PAIRS, -0.02)})
+    del current["metrics"]["dialogue.test.cosine"]
+    found = {check.metric: check.verdict for check in compare(BASELINE, current, without_cosine)}
+    assert found["dialogue.test.cosine"] == "not gated here"
+    assert found["dialogue.test.mrr"] == "REGRESSION"
 
 
 def test_a_fall_of_exactly_the_tolerance_in_every_seed_fails():
