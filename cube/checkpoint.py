@@ -36,6 +36,11 @@ class Checkpoint:
     meta: dict[str, Any]
     tensors: dict[str, torch.Tensor]
 
+    @property
+    def sha256(self) -> str:
+        """The digest of its weights file, as its sidecar records it."""
+        return self.meta["sha256"]
+
     def group(self, prefix: str) -> dict[str, torch.Tensor]:
         """Tensors saved under ``prefix.`` with the prefix removed (e.g. ``model``, ``best``)."""
         start = prefix + "."

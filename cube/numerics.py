@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Literal
 
 Mode = Literal["portable", "native"]
-MODES: tuple[str, ...] = ("portable", "native")
-DEFAULT: Mode = "portable"
+PORTABLE: Mode = "portable"
+NATIVE: Mode = "native"
+MODES: tuple[str, ...] = (PORTABLE, NATIVE)
+DEFAULT: Mode = PORTABLE
 
 PORTABLE_THREADS = 2  # the committed runs' intra-op threads: a reduction's order of additions depends on it
 PINS: dict[str, str] = {

@@ -47,6 +47,9 @@ class PairSet:
     dropped: dict[str, int] = field(default_factory=dict)  # every entry left out, by reason (word tasks)
 
 
+SPLITS = ("train", "val", "test")  # each split's name, in this order in every file and table
+
+
 @dataclass
 class Splits:
     train: list[Pair]
@@ -55,7 +58,7 @@ class Splits:
     groups: dict[str, int] = field(default_factory=dict)  # question groups per split
 
     def named(self) -> dict[str, list[Pair]]:
-        return {"train": self.train, "val": self.val, "test": self.test}
+        return dict(zip(SPLITS, (self.train, self.val, self.test)))
 
 
 def package_dir(package: str, install: str) -> Path:

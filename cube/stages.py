@@ -16,11 +16,12 @@ class TrainingStage:
     previous: str | None  # the stage whose best weights it starts from; None: a fresh model
 
 
+AUTOENCODER, DIALOGUE, OPTIMIZED, ADVANCED = "autoencoder", "dialogue", "optimized", "advanced"  # each stage's name
 TRAINING_STAGES: tuple[TrainingStage, ...] = (
-    TrainingStage("autoencoder", "autoencoder", None),
-    TrainingStage("dialogue", "dialogue", "autoencoder"),
-    TrainingStage("optimized", "dialogue", "dialogue"),
-    TrainingStage("advanced", "dialogue", "optimized"),
+    TrainingStage(AUTOENCODER, "autoencoder", None),
+    TrainingStage(DIALOGUE, "dialogue", AUTOENCODER),
+    TrainingStage(OPTIMIZED, "dialogue", DIALOGUE),
+    TrainingStage(ADVANCED, "dialogue", OPTIMIZED),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in TRAINING_STAGES)
 BY_NAME = {stage.name: stage for stage in TRAINING_STAGES}

@@ -53,6 +53,16 @@ class TrainResult:
     resumed_from_epoch: int | None
     start_val: dict[str, float] = field(default_factory=dict)  # validation of the weights the stage started from
 
+    @property
+    def best_record(self) -> dict[str, Any] | None:
+        """The record of the epoch whose weights the stage kept; None when no epoch beat its starting point."""
+        return next((r for r in self.history if r["epoch"] == self.best_epoch), None)
+
+    @property
+    def train_losses(self) -> list[float]:
+        """Each epoch's training loss, in order."""
+        return [r["train_loss"] for r in self.history]
+
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)

@@ -14,7 +14,8 @@ from harness.measure.nvml import nvml_memory
 from harness.measure.trackers import cuda_memory, summarise_latency, tensor_peak_bytes, time_calls
 from harness.store.results import BenchRow
 
-PHASES = ("forward", "train")
+FORWARD, TRAIN = "forward", "train"  # each phase's name: in every row, table and file
+PHASES = (FORWARD, TRAIN)
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor) -> None:

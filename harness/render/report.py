@@ -13,8 +13,8 @@ import jinja2
 from cube import atomic
 from cube.checkpoint import SIDECAR
 from cube.device import choose_device
-from cube.measures import CSLS_PER_PAIR, SUMMARISED
-from cube.numerics import NumericsInForce
+from cube.measures import CSLS_PER_PAIR, MRR, SUMMARISED
+from cube.numerics import NATIVE, PORTABLE, NumericsInForce
 from cube.rivals import IDENTITY, LEGACY, LINEAR, MEAN_ANSWER, MLP, SWEPT
 from cube.rivals import names as baseline_names
 from cube.tasks import TASKS, Task
@@ -139,7 +139,7 @@ def detectable_lines(comparisons: dict[str, dict[str, PairedDifference]], test_p
             continue
         low, high = min(d.detectable for d in found), max(d.detectable for d in found)
         out.append(f"{measure} differences of {low:.3f} to {high:.3f}")
-    mrr = [m["mrr"] for name, m in comparisons.items() if name in targets and name != MEAN_ANSWER]
+    mrr = [m[MRR] for name, m in comparisons.items() if name in targets and name != MEAN_ANSWER]
     needed = sorted(paired.pairs_needed(d, DETECT) for d in mrr)
     text = (f"**What this evaluation can decide.** With {test_pairs:,} test pairs it detects (80% power, 5% level), "
             f"against the non-trivial baselines, " + " and ".join(out) + ". Smaller true differences usually come out "
@@ -156,7 +156,7 @@ def legacy_line(evaluation: Evaluation) -> str:
     models = evaluation.summary.models
     if LEGACY not in models:
         return ""
-    legacy, identity = models[LEGACY].test["mrr"].mean, models[IDENTITY].test["mrr"].mean
+    legacy, identity = models[LEGACY].test[MRR].mean, models[IDENTITY].test[MRR].mean
     return (f"The earlier system's fixed processor, {LEGACY.removeprefix('legacy ')}, scores test MRR {legacy:.4f} "
             f"against identity's {identity:.4f}; it is a near-identity map, so it is left out of the tables "
             "(its figures are in `metrics/evaluate.json`).")
@@ -316,7 +316,7 @@ def _page(inputs: ReportInputs) -> PageView:
         seed_count=len(ev.summary.seeds), seed_list=", ".join(str(s) for s in ev.summary.seeds),
         csls=bool(set(CSLS_PER_PAIR) & set(measures)),
         quality_table=_quality_table(models, measures, len(ev.summary.seeds)),
-        legacy_line=legacy_line(ev), first_difference=next(iter(comparisons.values()))["mrr"],
+        legacy_line=legacy_line(ev), first_difference=next(iter(comparisons.values()))[MRR],
         paired_table=_paired_table(comparisons), seed_table=_seed_table(ev, measures, seed),
         stages_table=_stages_table(ev, inputs.trained), device_table=_device_table(bench.doctor),
         throughput_table=_throughput_table(bench),
@@ -345,20 +345,20 @@ def _page(inputs: ReportInputs) -> PageView:
 def _rivals_table(comparisons: dict[str, dict[str, PairedDifference]], models: dict[str, ModelSummary]) -> str:
     rows = []
     for name in (n for n in HEADLINE_RIVALS if n in comparisons):
-        d = comparisons[name]["mrr"]
-        rows.append([name, _mean_std(models[name].test["mrr"]), f"{d.mean:+.4f}", d.interval(), d.shown_verdict(),
+        d = comparisons[name][MRR]
+        rows.append([name, _mean_std(models[name].test[MRR]), f"{d.mean:+.4f}", d.interval(), d.shown_verdict(),
                      models[name].parameters])
     return markdown_table(["rival", "its test MRR", "cube - rival", "95% interval", "verdict", "its parameters"], rows)
 
 
-RECOMPUTES_ON = {"portable": "any x86-64 CPU with AVX2", "native": "this kind of CPU only"}  # where figures recompute
+RECOMPUTES_ON = {PORTABLE: "any x86-64 CPU with AVX2", NATIVE: "this kind of CPU only"}  # where figures recompute
 
 
 def _numerics_rows(found: NumericsInForce) -> list[list[Any]]:
     pins = ", ".join(f"`{name}={value}`" for name, value in found.pins.items()) or "none (each library chooses)"
     words = (f"portable: torch's CPU code paths pinned, so these figures recompute to the bit on "
-             f"{RECOMPUTES_ON['portable']}" if found.mode == "portable" else
-             f"native: this CPU's own code paths; the figures reproduce on {RECOMPUTES_ON['native']}")
+             f"{RECOMPUTES_ON[PORTABLE]}" if found.mode == PORTABLE else
+             f"native: this CPU's own code paths; the figures reproduce on {RECOMPUTES_ON[NATIVE]}")
     return [["numerics", words], ["pins in force", pins], ["torch CPU capability", found.torch_cpu_capability],
             ["CPU model", found.cpu_model], ["CPU flags that decide the code paths", " ".join(found.cpu_flags)],
             ["GPU numerics", found.gpu]]

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from cube import atomic
+from cube.measures import MRR
+from cube.pairs import SPLITS
 from cube.rivals import IDENTITY, LINEAR, MLP, PROCRUSTES, RIDGE
 from cube.rivals import names as baseline_names
 from cube.tasks import TASKS
@@ -93,8 +95,7 @@ def section(title: str, folder: Path) -> list[str]:
     report = "reports/report.md" if folder.name == "metrics" else f"reports/{folder.name}/report.md"
     out = [f"## {title}", "",
            f"{task.question} -> {task.answer}; a split keeps whole {task.kept_whole}. Source: {card.source}; "
-           f"{card.pairs['train']:,} / {card.pairs['val']:,} / {card.pairs['test']:,} train / val / test "
-           "pairs, "
+           f"{' / '.join(f'{card.pairs[split]:,}' for split in SPLITS)} {' / '.join(SPLITS)} pairs, "
            f"{evaluation.test_candidates:,} test candidates; seeds {', '.join(map(str, seeds))}.{took}{numerics} "
            f"Full report: `{report}`.", ""]
     if folder.name in SWEEPS:
@@ -114,8 +115,8 @@ def section(title: str, folder: Path) -> list[str]:
     out += [f"Cube ({stage}, chosen on validation MRR) minus each baseline, paired over the test pairs and seeds:", "",
             markdown_table(["baseline", "measure", "cube - baseline", "95% interval", "verdict", "detectable"], rows), ""]
     share = share_of_gain(evaluation)
-    gain = models[LINEAR].test["mrr"].mean - models[IDENTITY].test["mrr"].mean
-    resolution = comparisons[IDENTITY]["mrr"].detectable if IDENTITY in comparisons else None
+    gain = models[LINEAR].test[MRR].mean - models[IDENTITY].test[MRR].mean
+    resolution = comparisons[IDENTITY][MRR].detectable if IDENTITY in comparisons else None
     if share is not None and resolution is not None and abs(gain) < resolution:
         out += [f"The contrastive linear map gains {gain:+.4f} MRR over identity, less than this split can detect "
                 f"({resolution:.4f}): there is no gain to take a share of.", ""]
@@ -129,11 +130,11 @@ def section(title: str, folder: Path) -> list[str]:
 
 def curve_section(path: Path) -> list[str]:
     curve = read_result(path, LearningCurve)
-    rows = [[model, curve.parameters(model), *[f"{at.gain['mrr'].mean:+.4f} [{at.gain['mrr'].low:+.4f}, "
-                                                f"{at.gain['mrr'].high:+.4f}]" for at in points]]
+    rows = [[model, curve.parameters(model), *[f"{at.gain[MRR].mean:+.4f} [{at.gain[MRR].low:+.4f}, "
+                                                f"{at.gain[MRR].high:+.4f}]" for at in points]]
             for model, points in curve.models.items()]
     return ["## Learning curve (translation)", "",
-            f"Test MRR gain over identity ({curve.identity['mrr']:.4f}) against training pairs, "
+            f"Test MRR gain over identity ({curve.identity[MRR]:.4f}) against training pairs, "
             f"{curve.test_pairs:,} test pairs, seeds {', '.join(map(str, curve.seeds))}; "
             "details in `reports/learning_curve/learning_curve.md`.", "",
             "![learning curve](learning_curve/learning_curve.png)", "",

@@ -26,7 +26,7 @@ from harness.measure import memory_probe, peer_probe
 from harness.measure.doctor import diagnose
 from harness.measure.numerics_cost import measure_numerics_cost
 from harness.measure.peer_ratios import INDEPENDENT_PEERS, measure_peers
-from harness.measure.phases import PHASES, batch_inputs, measure_phase, phases
+from harness.measure.phases import FORWARD, PHASES, TRAIN, batch_inputs, measure_phase, phases
 from harness.measure.roofline import measure_copy_bandwidth, measure_peak_flops, roofline
 from harness.measure.scaling import run_scaling
 from harness.measure.trackers import counted_flops, saved_activation_bytes
@@ -56,9 +56,9 @@ def work_per_sample(model: EmbeddingProcessor, dim: int, device: torch.device, b
     model = copy.deepcopy(model)
     step = phases(model, x, target)
     model.eval()
-    forward_flops = counted_flops(step["forward"])
+    forward_flops = counted_flops(step[FORWARD])
     model.train()
-    train_flops = counted_flops(step["train"])
+    train_flops = counted_flops(step[TRAIN])
     saved = saved_activation_bytes(lambda: model(x))
     return {"counted_flops_forward": forward_flops / batch, "counted_flops_train": train_flops / batch,
             "saved_bytes_train": saved / batch}
@@ -128,8 +128,8 @@ def run_bench(params: Params) -> Bench:
     flops, moved = model.flops_per_sample(), model.bytes_per_sample(device)
     train_moved = model.bytes_per_sample(device, training=True)
     lines = {
-        "forward": roofline(flops, moved, best["forward"].samples_per_s, peak_flops, peak_by, bandwidth),
-        "train": roofline(TRAIN_FLOPS_FACTOR * flops, train_moved, best["train"].samples_per_s, peak_flops, peak_by,
+        "forward": roofline(flops, moved, best[FORWARD].samples_per_s, peak_flops, peak_by, bandwidth),
+        "train": roofline(TRAIN_FLOPS_FACTOR * flops, train_moved, best[TRAIN].samples_per_s, peak_flops, peak_by,
                           bandwidth),
     }
 
@@ -159,5 +159,5 @@ def write_speed_headline(rows: list[BenchRow], batch_size: int) -> None:
     sizes = {row.batch_size for row in rows}
     chosen = batch_size if batch_size in sizes else max(sizes)
     rate = {row.phase: row.samples_per_s for row in rows if row.batch_size == chosen}
-    headline = SpeedHeadline(batch_size=chosen, forward_samples_per_s=rate["forward"], train_samples_per_s=rate["train"])
+    headline = SpeedHeadline(batch_size=chosen, forward_samples_per_s=rate[FORWARD], train_samples_per_s=rate[TRAIN])
     atomic.write_json(paths.SPEED_HEADLINE, headline.model_dump(mode="json"))

@@ -20,7 +20,7 @@ from cube import atomic, baselines, rivals
 from cube.device import choose_device, set_determinism
 from cube.embedded import EmbeddedData, EmbeddedSplit
 from cube.evaluation import load_stage
-from cube.measures import CSLS_PER_PAIR, SUMMARISED
+from cube.measures import COSINE, CSLS_PER_PAIR, MRR, RECALL_AT_1, SUMMARISED
 from cube.metrics import NonFinitePredictions
 from cube.tasks import TASKS
 from harness import paths
@@ -119,7 +119,7 @@ def summarise(runs: dict[str, SeedRun]) -> SeedSummary:
 def chosen_stage(summary: SeedSummary) -> str:
     """The cube stage with the best mean validation MRR: the one compared with the baselines."""
     stages = {name: entry for name, entry in summary.models.items() if entry.group == "stages"}
-    return max(stages, key=lambda name: stages[name].val["mrr"].mean).removeprefix(CUBE_PREFIX)
+    return max(stages, key=lambda name: stages[name].val[MRR].mean).removeprefix(CUBE_PREFIX)
 
 
 def compare(stage: str, pair_scores: dict[str, dict[str, Any]], baseline_names: list[str],
@@ -142,10 +142,10 @@ def write_headline(summary: SeedSummary, stage: str,
     """``metrics/quality.json``, the only quality file DVC reads as metrics: numbers, no text."""
     cube = summary.models[cube_model(stage)]
     headline = QualityHeadline.model_validate({
-        "val_mrr": cube.val["mrr"].mean, "test_mrr": cube.test["mrr"].mean,
-        "test_recall@1": cube.test["recall@1"].mean, "test_cosine": cube.test["cosine"].mean,
-        "mrr_minus_identity": comparisons[rivals.IDENTITY]["mrr"].mean,
-        "mrr_minus_linear": comparisons[rivals.LINEAR]["mrr"].mean, "seeds": len(summary.seeds)})
+        "val_mrr": cube.val[MRR].mean, "test_mrr": cube.test[MRR].mean,
+        "test_recall@1": cube.test[RECALL_AT_1].mean, "test_cosine": cube.test[COSINE].mean,
+        "mrr_minus_identity": comparisons[rivals.IDENTITY][MRR].mean,
+        "mrr_minus_linear": comparisons[rivals.LINEAR][MRR].mean, "seeds": len(summary.seeds)})
     atomic.write_json(paths.QUALITY_HEADLINE, headline.model_dump(mode="json", by_alias=True))
 
 

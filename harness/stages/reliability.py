@@ -22,6 +22,7 @@ from harness.store.results import DrillCounts, Reliability, write_result
 
 log = logging.getLogger(__name__)
 KINDS = ("bad_input", "fault")
+PASSED, FAILED, SKIPPED, NOT_RUN = "passed", "failed", "skipped", "not run"  # a drill's outcome
 TESTS = Path("tests")
 
 
@@ -47,11 +48,11 @@ class DrillCollector:
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         if report.failed:
-            self.outcome[report.nodeid] = "failed"
+            self.outcome[report.nodeid] = FAILED
         elif report.skipped:
-            self.outcome.setdefault(report.nodeid, "skipped")
+            self.outcome.setdefault(report.nodeid, SKIPPED)
         elif report.when == "call":
-            self.outcome.setdefault(report.nodeid, "passed")
+            self.outcome.setdefault(report.nodeid, PASSED)
 
 
 def _summary(collector: DrillCollector) -> dict[str, DrillCounts]:
@@ -59,12 +60,12 @@ def _summary(collector: DrillCollector) -> dict[str, DrillCounts]:
     for kind in KINDS:
         ids = sorted(n for n, k in collector.kind.items() if k == kind)
         ran = [n for n in ids if n in collector.selected]
-        counts = Counter(collector.outcome.get(n, "not run") for n in ran)
+        counts = Counter(collector.outcome.get(n, NOT_RUN) for n in ran)
         out[kind] = DrillCounts(
-            tried=len(ran) - counts["skipped"],
-            passed=counts["passed"],
-            failed=sorted(n for n in ran if collector.outcome.get(n) in ("failed", None)),
-            skipped=counts["skipped"],
+            tried=len(ran) - counts[SKIPPED],
+            passed=counts[PASSED],
+            failed=sorted(n for n in ran if collector.outcome.get(n) in (FAILED, None)),
+            skipped=counts[SKIPPED],
             left_to_make_test=sorted(n for n in ids if n not in collector.selected),
         )
     return out

@@ -111,7 +111,7 @@ def kept_summary(result: TrainResult, config: StageConfig) -> dict[str, Any]:
     """dvclive's summary, the figures `dvc exp show` and `dvc metrics diff` compare: those of the epoch whose weights
     the stage kept (its starting point's validation when no epoch beat it), not the last epoch's. Wall time is a fact
     of the run, not of the model, so it stays in the curves only."""
-    best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
+    best = result.best_record
     flat = plotted_series(best, config) if best else {f"val/{k}": v for k, v in result.start_val.items()}
     summary: dict[str, Any] = {}
     for key, value in flat.items():
@@ -172,7 +172,7 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
     if previous and world.is_main:
         checkpoint = load_checkpoint(chain.checkpoint_dir(previous))
         load_model_weights(model, checkpoint, "best")
-        previous_sha = checkpoint.meta["sha256"]
+        previous_sha = checkpoint.sha256
 
     live = None
     if world.is_main and chain.dvclive is not None:
@@ -195,7 +195,7 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
     if live is not None:
         prune_constant_series(Path(live.plots_dir) / "metrics")
 
-    best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
+    best = result.best_record
     summary = TrainSummary(
         stage=stage,
         seed=chain.seed,
@@ -204,7 +204,7 @@ def _train(params: Params, stage: str, config: StageConfig, data: EmbeddedData, 
         best_epoch=result.best_epoch,
         monitor=result.monitor,
         best_value=result.best_value,
-        final_train_loss=result.history[-1]["train_loss"] if result.history else None,
+        final_train_loss=result.train_losses[-1] if result.history else None,
         # the validation figures of the weights the stage kept: its starting point's when no epoch beat it
         val={k[4:]: v for k, v in best.items() if k.startswith("val/")} if best else dict(result.start_val),
         no_change=result.best_epoch == 0,

@@ -31,6 +31,7 @@ from cube.config import ConfigError, StageConfig
 from cube.device import set_determinism
 from cube.embedded import EmbeddedData, build_embedded_data
 from cube.processor import EmbeddingProcessor, Mode
+from cube.stages import ADVANCED
 from cube.trainer import CubeTrainer, predict
 from harness.config import Params
 from harness.stats import paired
@@ -167,7 +168,7 @@ def fit_and_score(model: torch.nn.Module, config: StageConfig, data: EmbeddedDat
     seconds = time.perf_counter() - began
     val, test, pairs = scored(lambda q: predict(model, q, torch.device("cpu")), data)
     return Run(val, test, pairs, count, seconds, result.best_epoch, result.epochs_run,
-               [r["train_loss"] for r in result.history])
+               result.train_losses)
 
 
 def probe_model(name: str, part: EmbeddedData, params: Params, seed: int) -> torch.nn.Module:
@@ -188,7 +189,7 @@ def probe_model(name: str, part: EmbeddedData, params: Params, seed: int) -> tor
 def train_linear_like(model: torch.nn.Module, params: Params, data: EmbeddedData, part: EmbeddedData, seed: int,
                       count: int) -> Run:
     began = time.perf_counter()
-    config = baselines.stage_configs(params.train, params.baselines.linear)["advanced"]
+    config = baselines.stage_configs(params.train, params.baselines.linear)[ADVANCED]
     torch.manual_seed(seed)
     return fit_and_score(model, config, data, part, seed, count, began)
 

@@ -37,8 +37,10 @@ import yaml
 from cube import atomic, baselines, numerics, rivals
 from cube.device import set_determinism
 from cube.embedded import EmbeddedData, build_embedded_data, embed_split
+from cube.measures import CSLS_MRR, MRR, RECALL_AT_1
 from cube.pairs import unique_sentences
 from cube.processor import EmbeddingProcessor, Mode
+from cube.stages import ADVANCED
 from cube.tasks import TASKS
 from cube.trainer import CubeTrainer, predict
 from harness.config import Params, params_from_dict
@@ -103,7 +105,7 @@ def train_model(name: str, params: Params, data: EmbeddedData, seed: int,
         tuned = params.baselines.linear if name == rivals.LINEAR else params.baselines.mlp
         model = (baselines.LinearMap(data.dim) if name == rivals.LINEAR
                  else baselines.ResidualMLP(data.dim, params.baselines.mlp.hidden))
-        config = baselines.stage_configs(params.train, tuned)["advanced"]  # the tuned contrastive stage alone
+        config = baselines.stage_configs(params.train, tuned)[ADVANCED]  # the tuned contrastive stage alone
     result = CubeTrainer(model, "advanced", config, data, seed=seed).fit()
     model.cpu().eval()
     return model, result.best_epoch
@@ -173,10 +175,10 @@ def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, P
                     val = data.val.score(predictor(data.val.questions))
                 seconds = time.perf_counter() - began
                 runs.setdefault(model_name, {}).setdefault(size, {})[seed] = SeedRun(
-                    test=test, pairs=per_pair, val_mrr=val["mrr"], parameters=count, best_epoch=best_epoch,
+                    test=test, pairs=per_pair, val_mrr=val[MRR], parameters=count, best_epoch=best_epoch,
                     seconds=seconds)
-                print(f"{size:>6} pairs  {model_name:<22} seed {seed}: test MRR {test['mrr']:.4f}  "
-                      f"val MRR {val['mrr']:.4f}  ({seconds:.0f} s)", flush=True)
+                print(f"{size:>6} pairs  {model_name:<22} seed {seed}: test MRR {test[MRR]:.4f}  "
+                      f"val MRR {val[MRR]:.4f}  ({seconds:.0f} s)", flush=True)
     return CurveRuns(data, identity_test, identity_pairs, runs, models, [CUBE, *designs, *TRAINED[1:]])
 
 
@@ -238,15 +240,15 @@ def render(curve: LearningCurve) -> str:
              "from the identity map (its autoencoder start, trained once per seed, is not in the seconds below). "
              "Gains are paired differences against identity on the same test pairs with 95% intervals over pairs and "
              "seeds (`harness/stats/paired.py`).", "",
-             f"Identity (no training): test MRR {curve.identity['mrr']:.4f}, recall@1 "
-             f"{curve.identity['recall@1']:.4f}"
-             + (f", CSLS MRR {curve.identity['csls mrr']:.4f}" if "csls mrr" in curve.identity else "")
+             f"Identity (no training): test MRR {curve.identity[MRR]:.4f}, recall@1 "
+             f"{curve.identity[RECALL_AT_1]:.4f}"
+             + (f", CSLS MRR {curve.identity[CSLS_MRR]:.4f}" if "csls mrr" in curve.identity else "")
              + ".", "", "![test MRR gain over identity against training pairs](learning_curve.png)", "",
              "| model | train pairs | test MRR (mean ± std) | gain over identity [95%] | verdict | val MRR | "
              "parameters | seconds per run |", "|---|---|---|---|---|---|---|---|"]
     for model_name, points in curve.models.items():
         for size, at in zip(sizes, points):
-            gain, mrr = at.gain["mrr"], at.test["mrr"]
+            gain, mrr = at.gain[MRR], at.test[MRR]
             lines.append(f"| {model_name} | {size:,} | {mrr.mean:.4f} ± {mrr.std:.4f} | {_interval(gain)} | "
                          f"{gain.verdict} | {at.val_mrr:.4f} | {at.parameters:,} | {at.seconds:.0f} |")
     if "csls mrr" in curve.measures:
@@ -255,7 +257,7 @@ def render(curve: LearningCurve) -> str:
                   "|---|" + "---|" * len(sizes)]
         for model_name, points in curve.models.items():
             lines.append(f"| {model_name} | " + " | ".join(
-                f"{at.test['csls mrr'].mean:.4f} ({_interval(at.gain['csls mrr'])})" for at in points) + " |")
+                f"{at.test[CSLS_MRR].mean:.4f} ({_interval(at.gain[CSLS_MRR])})" for at in points) + " |")
     lines += ["", "The cube against each rival on test MRR (cube minus rival, 95% interval, verdict):", "",
               "| rival | " + " | ".join(f"{s:,} pairs" for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
     for rival, differences in curve.cube_versus.items():
@@ -278,14 +280,14 @@ def plot(curve: LearningCurve, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.2))
     sizes = curve.sizes
     for offset, (model_name, points) in enumerate(curve.models.items()):
-        gains = [at.gain["mrr"] for at in points]
+        gains = [at.gain[MRR] for at in points]
         xs = [s * (1 + 0.03 * (offset - 2)) for s in sizes]  # nudged apart so the bars do not overlap
         axis.errorbar(xs, [g.mean for g in gains], capsize=3, marker="o",
                       yerr=[[g.mean - g.low for g in gains], [g.high - g.mean for g in gains]],
                       label=f"{model_name} ({curve.parameters(model_name):,} params)")
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set(xscale="log", xlabel="training pairs", ylabel="test MRR minus identity (95% interval)",
-             title=f"{curve.task}: identity MRR {curve.identity['mrr']:.3f}, "
+             title=f"{curve.task}: identity MRR {curve.identity[MRR]:.3f}, "
                    f"{curve.test_pairs:,} test pairs, {len(curve.seeds)} seeds")
     axis.set_xticks(sizes, [f"{s:,}" for s in sizes])
     axis.minorticks_off()
