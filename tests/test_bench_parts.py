@@ -192,3 +192,25 @@ def test_the_peer_sweep_times_each_independent_peer_beside_the_cube_at_every_bat
     committed = Bench.model_validate_json(open("metrics/bench.json", encoding="utf-8").read())
     throughput(committed.model_copy(update={"peer_sweep": points}), tmp_path / "throughput.png")
     assert (tmp_path / "throughput.png").stat().st_size > 0
+
+
+def test_the_cuda_peaks_a_block_records_are_columns_a_bench_row_has(monkeypatch):
+    """The CUDA path, with torch's CUDA calls faked (no GPU here): what ``cuda_memory`` yields fits ``BenchRow``."""
+    from harness.measure import trackers
+    from harness.store.results import BenchRow
+
+    allocated = iter([10 * 2**20])
+    monkeypatch.setattr(trackers, "synchronize", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: next(allocated))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 30 * 2**20)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device: 40 * 2**20)
+    with trackers.cuda_memory(torch.device("cuda")) as gpu:
+        pass
+    assert gpu.allocated_increase_mib == 20.0
+    row = BenchRow(phase="train", batch_size=8, nvml="n/a", **trackers.summarise_latency([0.1, 0.2], 8).model_dump(),
+                   **gpu.row_fields())
+    assert (row.cuda_max_allocated_mib, row.cuda_max_reserved_mib) == (30.0, 40.0)
+    with trackers.cuda_memory(torch.device("cpu")) as none:
+        pass
+    assert none.row_fields() == {}

@@ -47,7 +47,7 @@ def measure_phase(model: torch.nn.Module, fn: Callable[[], None], phase: str, ba
     with cuda_memory(device) as gpu:
         times = time_calls(fn, device, warmup, repeats)
     exact = {"tensor_peak_mib": tensor_peak_bytes(fn) / 2**20} if device.type == "cpu" else {}
-    return BenchRow(phase=phase, batch_size=batch, **summarise_latency(times, batch).model_dump(), **gpu, **exact,
+    return BenchRow(phase=phase, batch_size=batch, **summarise_latency(times, batch).model_dump(), **gpu.row_fields(), **exact,
                     **nvml_memory(device))
 
 

@@ -48,7 +48,7 @@ def measure_point(config: CubeConfig, batch: int, device: torch.device, warmup: 
     if device.type == "cuda":  # the CUDA allocator's peak is exact per step; process RSS on CPU is not (see below)
         with cuda_memory(device) as gpu:
             step()
-        on_gpu = {"cuda_peak_increase_mib_per_sample": gpu["cuda_allocated_increase_mib"] / batch}
+        on_gpu = {"cuda_peak_increase_mib_per_sample": gpu.allocated_increase_mib / batch}
     return ScalingRow(lattice=list(config.lattice), **({"side": side} if side is not None else {}),
                       cells=math.prod(config.lattice), steps=config.steps,
                       activation_checkpointing=config.activation_checkpointing, batch_size=batch,

@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -67,10 +68,25 @@ def summarise_latency(times: list[float], batch: int) -> Latency:
     )
 
 
+@dataclass
+class CudaPeaks:
+    """torch's peak allocated/reserved CUDA memory over a block, filled in when it ends; None on the CPU."""
+
+    max_allocated_mib: float | None = None
+    max_reserved_mib: float | None = None
+    allocated_increase_mib: float | None = None  # the peak above what was allocated when the block began
+
+    def row_fields(self) -> dict[str, float]:
+        """A bench row's CUDA columns (none on the CPU)."""
+        if self.max_allocated_mib is None:
+            return {}
+        return {"cuda_max_allocated_mib": self.max_allocated_mib, "cuda_max_reserved_mib": self.max_reserved_mib}
+
+
 @contextmanager
-def cuda_memory(device: torch.device) -> Iterator[dict[str, float]]:
+def cuda_memory(device: torch.device) -> Iterator[CudaPeaks]:
     """torch's peak allocated/reserved CUDA memory over the block (peaks reset on entry); empty on CPU."""
-    found: dict[str, float] = {}
+    found = CudaPeaks()
     if device.type != "cuda":
         yield found
         return
@@ -79,9 +95,9 @@ def cuda_memory(device: torch.device) -> Iterator[dict[str, float]]:
     base = torch.cuda.memory_allocated(device)
     yield found
     synchronize(device)
-    found["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-    found["cuda_max_reserved_mib"] = torch.cuda.max_memory_reserved(device) / 2**20
-    found["cuda_allocated_increase_mib"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    found.max_allocated_mib = torch.cuda.max_memory_allocated(device) / 2**20
+    found.max_reserved_mib = torch.cuda.max_memory_reserved(device) / 2**20
+    found.allocated_increase_mib = (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
 def counted_flops(fn: Callable[[], Any]) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from pydantic import BaseModel, ConfigDict
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -22,19 +23,40 @@ def _save(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def loss_curves(histories: dict[str, list[dict[str, Any]]], monitors: dict[str, str], path: Path) -> None:
+class EpochRecord(BaseModel):
+    """One epoch of a stage's history as its checkpoint sidecar keeps it: training loss, and the validation figures
+    (``val/<measure>``) among its other series."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    epoch: int
+    train_loss: float
+
+    def val(self, measure: str) -> float:
+        return (self.model_extra or {})[f"val/{measure}"]
+
+
+class CheckpointHistory(BaseModel):
+    """The part of a checkpoint's sidecar the report plots."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    history: list[EpochRecord]
+
+
+def loss_curves(histories: dict[str, list[EpochRecord]], monitors: dict[str, str], path: Path) -> None:
     """One panel per stage, each with its own scales (the stages' losses differ by orders of magnitude): training
     loss on the left axis, on the right the validation measure the stage keeps its best epoch by (its monitor)."""
     figure, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3.6), squeeze=False)
     for axis, (stage, history) in zip(axes[0], histories.items()):
-        epochs = [r["epoch"] for r in history]
-        axis.plot(epochs, [r["train_loss"] for r in history], marker=".", color="tab:blue", label="training loss")
+        epochs = [r.epoch for r in history]
+        axis.plot(epochs, [r.train_loss for r in history], marker=".", color="tab:blue", label="training loss")
         axis.set(title=stage, xlabel="epoch")
         axis.set_ylabel("training loss", color="tab:blue")
         axis.grid(alpha=0.3)
         val = axis.twinx()
         monitor = monitors[stage]
-        val.plot(epochs, [r[f"val/{monitor}"] for r in history], marker=".", color="tab:orange")
+        val.plot(epochs, [r.val(monitor) for r in history], marker=".", color="tab:orange")
         val.set_ylabel(f"validation {monitor} (chosen on)", color="tab:orange")
     _save(figure, path)
 

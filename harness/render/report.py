@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -75,12 +74,12 @@ def tabled(results: dict[str, V]) -> dict[str, V]:
     return {name: value for name, value in results.items() if name not in hidden}
 
 
-def _history(stage: str) -> list[dict[str, Any]]:
+def _history(stage: str) -> list[plots.EpochRecord]:
     """A stage's per-epoch records, as its checkpoint keeps them (the training curves)."""
     sidecar = paths.checkpoint_dir(stage) / SIDECAR
     if not sidecar.exists():
         raise FileNotFoundError(f"{sidecar} is missing; run the stage first (dvc repro)")
-    return json.loads(sidecar.read_text(encoding="utf-8"))["history"]
+    return plots.CheckpointHistory.model_validate_json(sidecar.read_text(encoding="utf-8")).history
 
 
 def _mean_std(score: MeanStd) -> str:
