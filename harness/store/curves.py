@@ -1,5 +1,6 @@
-"""The learning curve's file (``reports/learning_curve/learning_curve.json``), typed: written and read through
-``LearningCurve``, by the curve's own page and plot and by the task summary."""
+"""The learning curve's and the cube ablation's files, typed: ``reports/learning_curve/learning_curve.json`` through
+``LearningCurve`` (read by the curve's page and plot and by the task summary), ``reports/cube_ablation/ablation.json``
+through ``Ablation``."""
 
 from __future__ import annotations
 
@@ -39,3 +40,40 @@ class LearningCurve(Result):
 
     def parameters(self, model: str) -> int:
         return self.models[model][0].parameters
+
+
+class AblationRun(Strict):
+    """One row trained (or fitted) under one seed."""
+
+    val_mrr: Number
+    test_mrr: Number
+    parameters: int
+    seconds: Number
+    best_epoch: int
+    epochs_run: int
+    train_loss: list[Number]  # per epoch
+
+
+class AblationRow(Strict):
+    """A design of the cube, a probe or a reference, over its seeds, with its paired test-MRR differences."""
+
+    name: str
+    kind: str  # design | probe | reference
+    note: str
+    parameters: int
+    val_mrr: Number
+    test_mrr: Number
+    test_std: Number
+    seconds: Number
+    comparisons: dict[str, PairedDifference]  # against -> this row minus it
+    runs: list[AblationRun]
+
+
+class Ablation(Result):
+    command: str
+    wall_seconds: Number
+    size: int
+    seeds: list[int]
+    test_pairs: int
+    best_design: str  # chosen on validation MRR
+    rows: list[AblationRow]

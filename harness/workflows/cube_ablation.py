@@ -36,7 +36,8 @@ from cube.trainer import CubeTrainer, predict
 from harness.config import Params
 from harness.stats import paired
 from harness.stats.paired import PairedDifference
-from harness.store.results import DataCard
+from harness.store.curves import Ablation, AblationRow, AblationRun
+from harness.store.results import DataCard, write_result
 from harness.workflows.learning_curve import curve_params, subset
 from harness.workflows.plans import ABLATION_PLAN, read_plan_file
 from harness.workflows.profile import ROOT
@@ -392,13 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     plot(rows, args.out / "ablation.png")
     best = best_design(rows)
-    summary = {"command": command, "wall_seconds": wall, "size": plan.size, "seeds": plan.seeds,
-               "test_pairs": len(data.test), "best_design": best.name,
-               "rows": [{"name": r.name, "kind": r.kind, "note": r.note, "parameters": r.parameters,
-                         "val_mrr": r.val_mrr, "test_mrr": r.test_mrr, "test_std": r.test_std, "seconds": r.seconds,
-                         "comparisons": {name: d.model_dump() for name, d in r.comparisons.items()},
-                         "runs": [asdict(run) | {"pairs": None} for run in r.runs]} for r in rows]}
-    atomic.write_json(args.out / "ablation.json", summary)
+    write_result(args.out / "ablation.json", Ablation(
+        command=command, wall_seconds=wall, size=plan.size, seeds=plan.seeds, test_pairs=len(data.test),
+        best_design=best.name, rows=[AblationRow(
+            name=r.name, kind=r.kind, note=r.note, parameters=r.parameters, val_mrr=r.val_mrr, test_mrr=r.test_mrr,
+            test_std=r.test_std, seconds=r.seconds, comparisons=r.comparisons,
+            runs=[AblationRun(**{k: v for k, v in asdict(run).items() if k != "pairs"}) for run in r.runs])
+            for r in rows]), Ablation)  # per-pair scores stay out: the verdicts carry them
     atomic.write_text(args.out / "ablation.md", render(rows, plan, data, command, wall, findings))
     print(f"cube ablation: {args.out / 'ablation.md'} ({wall / 60:.1f} min)")
     return 0
