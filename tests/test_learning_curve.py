@@ -12,7 +12,7 @@ from cube.pairs import Pair
 from harness.render.task_summary import curve_section
 from harness.store.curves import LearningCurve
 from harness.store.results import read_result, write_result
-from harness.workflows.learning_curve import CurveRuns, SeedRun, curve_params, render, subset, summarise
+from harness.workflows.learning_curve import CurveRuns, ModelRun, curve_params, render, subset, summarise
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,9 +59,9 @@ def test_a_curve_is_summarised_written_and_read_back_through_its_type_and_render
         return {"mrr": (level + 0.1 * torch.rand(n, generator=rng)).tolist(),
                 "recall@1": (torch.rand(n, generator=rng) < level).double().tolist()}
 
-    def seed_run(level: float) -> SeedRun:
+    def seed_run(level: float) -> ModelRun:
         pairs = scores(level)
-        return SeedRun(test={m: sum(v) / n for m, v in pairs.items()}, pairs=pairs, val_mrr=level, parameters=7,
+        return ModelRun(test={m: sum(v) / n for m, v in pairs.items()}, pairs=pairs, val_mrr=level, parameters=7,
                        best_epoch=1, seconds=2.0)
 
     identity = scores(0.2)

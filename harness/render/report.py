@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import jinja2
+from pydantic import ValidationError
 
 from cube import atomic
-from cube.checkpoint import SIDECAR
+from cube.checkpoint import SIDECAR, CheckpointError
 from cube.device import choose_device
 from cube.measures import CSLS_PER_PAIR, MRR, SUMMARISED
 from cube.numerics import NATIVE, PORTABLE, NumericsInForce
@@ -79,7 +80,12 @@ def _history(stage: str) -> list[plots.EpochRecord]:
     sidecar = paths.checkpoint_dir(stage) / SIDECAR
     if not sidecar.exists():
         raise FileNotFoundError(f"{sidecar} is missing; run the stage first (dvc repro)")
-    return plots.CheckpointHistory.model_validate_json(sidecar.read_text(encoding="utf-8")).history
+    try:
+        return plots.CheckpointHistory.model_validate_json(sidecar.read_text(encoding="utf-8")).history
+    except ValidationError as error:
+        raise CheckpointError(f"{sidecar}: its epoch history is not one this code reads ({error.error_count()} "
+                          f"problem(s), first: {error.errors()[0]['msg']} at {error.errors()[0]['loc']}); re-run the "
+                          "stage (dvc repro)") from None
 
 
 def _mean_std(score: MeanStd) -> str:

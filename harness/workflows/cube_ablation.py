@@ -30,6 +30,7 @@ from cube import atomic, baselines, numerics, placement, probes, rivals
 from cube.config import ConfigError, StageConfig
 from cube.device import set_determinism
 from cube.embedded import EmbeddedData, build_embedded_data
+from cube.measures import MRR
 from cube.processor import EmbeddingProcessor, Mode
 from cube.stages import ADVANCED
 from cube.trainer import CubeTrainer, predict
@@ -44,7 +45,7 @@ from harness.workflows.profile import ROOT
 
 PLAN = ABLATION_PLAN
 DEFAULT_DESIGN = "default"
-MEASURE = "mrr"
+MEASURE = MRR
 PROBES = ("diagonal", "local reshape", "local coupling", "low rank 9")
 
 
@@ -164,7 +165,7 @@ def train_design(params: Params, data: EmbeddedData, part: EmbeddedData, seed: i
 def fit_and_score(model: torch.nn.Module, config: StageConfig, data: EmbeddedData, part: EmbeddedData, seed: int,
                   count: int, began: float) -> Run:
     """``model`` through the contrastive stage on ``part``, then scored on ``data``; seconds since ``began``."""
-    result = CubeTrainer(model, "advanced", config, part, seed=seed).fit()
+    result = CubeTrainer(model, ADVANCED, config, part, seed=seed).fit()
     model.cpu().eval()
     seconds = time.perf_counter() - began
     val, test, pairs = scored(lambda q: predict(model, q, torch.device("cpu")), data)

@@ -55,7 +55,7 @@ CUBE = "cube"
 TRAINED = (CUBE, rivals.LINEAR, rivals.MLP)
 CLOSED_FORM = (rivals.RIDGE, rivals.PROCRUSTES)
 MODELS = TRAINED + CLOSED_FORM
-MEASURE = "mrr"
+MEASURE = MRR  # what the cube is compared with each rival, and the gain over sizes, on
 
 
 def curve_params(profile: Path, pool: int, val: float, test: float, settings: dict[str, Any] | None = None) -> Params:
@@ -106,7 +106,7 @@ def train_model(name: str, params: Params, data: EmbeddedData, seed: int,
         model = (baselines.LinearMap(data.dim) if name == rivals.LINEAR
                  else baselines.ResidualMLP(data.dim, params.baselines.mlp.hidden))
         config = baselines.stage_configs(params.train, tuned)[ADVANCED]  # the tuned contrastive stage alone
-    result = CubeTrainer(model, "advanced", config, data, seed=seed).fit()
+    result = CubeTrainer(model, ADVANCED, config, data, seed=seed).fit()
     model.cpu().eval()
     return model, result.best_epoch
 
@@ -117,7 +117,7 @@ def closed_form(name: str, params: Params, data: EmbeddedData, seed: int) -> bas
 
 
 @dataclass(frozen=True)
-class SeedRun:
+class ModelRun:
     """One model trained (or fitted) at one size under one seed."""
 
     test: dict[str, float]
@@ -133,7 +133,7 @@ class CurveRuns:
     data: EmbeddedData
     identity_test: dict[str, float]
     identity_pairs: dict[str, list[float]]
-    runs: dict[str, dict[int, dict[int, SeedRun]]]  # model -> size -> seed -> its run (closed forms: one seed)
+    runs: dict[str, dict[int, dict[int, ModelRun]]]  # model -> size -> seed -> its run (closed forms: one seed)
     models: list[str]
     trained: list[str]
 
@@ -153,7 +153,7 @@ def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, P
                          "pairs of this pool; raise --pool or lower --sizes")
     cpu = torch.device("cpu")
     identity_test, identity_pairs = data.test.score_with_pairs(data.test.questions, csls)
-    runs: dict[str, dict[int, dict[int, SeedRun]]] = {}
+    runs: dict[str, dict[int, dict[int, ModelRun]]] = {}
     smallest = subset(data, min(sizes))
     starts = {(name, seed): identity_start(p, smallest, seed) for name, p in cube_params.items() for seed in seeds}
     for size in sizes:
@@ -174,7 +174,7 @@ def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, P
                     test, per_pair = data.test.score_with_pairs(predictor(data.test.questions), csls)
                     val = data.val.score(predictor(data.val.questions))
                 seconds = time.perf_counter() - began
-                runs.setdefault(model_name, {}).setdefault(size, {})[seed] = SeedRun(
+                runs.setdefault(model_name, {}).setdefault(size, {})[seed] = ModelRun(
                     test=test, pairs=per_pair, val_mrr=val[MRR], parameters=count, best_epoch=best_epoch,
                     seconds=seconds)
                 print(f"{size:>6} pairs  {model_name:<22} seed {seed}: test MRR {test[MRR]:.4f}  "
@@ -182,7 +182,7 @@ def run(params: Params, sizes: list[int], seeds: list[int], designs: dict[str, P
     return CurveRuns(data, identity_test, identity_pairs, runs, models, [CUBE, *designs, *TRAINED[1:]])
 
 
-def point(by_seed: dict[int, SeedRun], identity_pairs: dict[str, list[float]], measures: list[str]) -> CurvePoint:
+def point(by_seed: dict[int, ModelRun], identity_pairs: dict[str, list[float]], measures: list[str]) -> CurvePoint:
     """One model at one size over its seeds: mean ± std, and the paired gain over identity per measure."""
     kept = list(by_seed.values())
     test, gain = {}, {}
